@@ -1,0 +1,5 @@
+//! The `sprout` command line.
+
+pub fn main() -> i32 {
+    0
+}

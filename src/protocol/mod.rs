@@ -1,0 +1,5 @@
+//! The client↔daemon wire format (docs/protocol.md).
+
+mod error_kind;
+
+pub use error_kind::ErrorKind;
