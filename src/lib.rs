@@ -38,3 +38,5 @@ pub mod ring;
 pub mod sandbox;
 pub mod scheduler;
 pub mod sys;
+#[doc(hidden)]
+pub mod testing;

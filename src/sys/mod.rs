@@ -1,1 +1,10 @@
-//! TODO(skeleton): filled in by the owner of `sys`.
+//! The only place for `unsafe` and raw syscalls: thin safe wrappers that
+//! return `io::Result` and hand out `OwnedFd`s.
+
+pub mod fd;
+pub mod mount;
+pub mod net;
+pub mod process;
+pub mod shm;
+pub mod socket;
+pub mod uring;
