@@ -1,0 +1,702 @@
+//! Encoding and decoding of message bodies.
+//!
+//! The hot path (Invoke, Invoked) is hand-encoded binary in which every
+//! length is checked against what remains of the body; control messages
+//! are JSON.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use thiserror::Error;
+
+use super::frame::{encode_frame, write_header, Frame, FrameKind, HEADER_LEN};
+use super::messages::{ErrorBody, InvokeRequest, InvokeResponse, Request, Response};
+use super::{validate_function_name, ErrorKind};
+
+/// A frame whose body is not a valid message. The daemon answers
+/// [`ErrorKind::BadRequest`] and keeps the connection.
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    #[error("unknown frame kind {kind:#04x}")]
+    UnknownKind { kind: u8 },
+    #[error("frame kind {} is not a {expected}", kind.as_str())]
+    UnexpectedKind {
+        kind: FrameKind,
+        expected: &'static str,
+    },
+    #[error("body ends inside {field}: needs {needed} bytes, {remaining} left")]
+    Truncated {
+        field: &'static str,
+        needed: u64,
+        remaining: usize,
+    },
+    #[error("{count} unexpected bytes after the end of the message")]
+    TrailingBytes { count: usize },
+    #[error("{field} is not valid utf-8")]
+    BadUtf8 { field: &'static str },
+    #[error("unknown flag bits {flags:#04x}")]
+    BadFlags { flags: u8 },
+    #[error("unknown error kind code {code}")]
+    BadErrorKind { code: u16 },
+    #[error("bad json body of a {} frame: {source}", kind.as_str())]
+    BadJson {
+        kind: FrameKind,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid function name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("code path {path:?} is not absolute")]
+    RelativeCodePath { path: std::path::PathBuf },
+}
+
+impl DecodeError {
+    /// The error kind to answer with.
+    pub fn error_kind(&self) -> ErrorKind {
+        ErrorKind::BadRequest
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct NameBody {
+    name: String,
+}
+
+const FLAG_COLD: u8 = 1 << 0;
+const FLAG_ERROR: u8 = 1 << 1;
+
+/// Append the frame for request `req` with id `request_id` to `out`.
+pub fn encode_request(request_id: u64, req: &Request, out: &mut Vec<u8>) {
+    match req {
+        Request::Deploy(spec) => json_frame(out, FrameKind::Deploy, request_id, spec),
+        Request::Invoke(inv) => {
+            let body_len = 4 + inv.function.len() + 4 + inv.payload.len();
+            out.reserve(HEADER_LEN + body_len);
+            write_header(out, FrameKind::Invoke, request_id, body_len);
+            put_bytes(out, inv.function.as_bytes());
+            put_bytes(out, &inv.payload);
+        }
+        Request::List => encode_frame(out, FrameKind::List, request_id, &[]),
+        Request::Remove { name } => json_frame(
+            out,
+            FrameKind::Remove,
+            request_id,
+            &NameBody { name: name.clone() },
+        ),
+    }
+}
+
+/// Decode a request frame, validating function names and the code path.
+pub fn decode_request(frame: &Frame) -> Result<Request, DecodeError> {
+    let kind = known_kind(frame.kind)?;
+    let req = match kind {
+        FrameKind::Deploy => {
+            let spec: super::DeploySpec = json_body(kind, &frame.body)?;
+            check_name(&spec.name)?;
+            if !spec.code.is_absolute() {
+                return Err(DecodeError::RelativeCodePath { path: spec.code });
+            }
+            Request::Deploy(spec)
+        }
+        FrameKind::Invoke => {
+            let mut r = Reader::new(&frame.body);
+            let function = r.string("function name")?;
+            let payload = r.bytes("payload")?.to_vec();
+            r.end()?;
+            check_name(&function)?;
+            Request::Invoke(InvokeRequest { function, payload })
+        }
+        FrameKind::List => {
+            Reader::new(&frame.body).end()?;
+            Request::List
+        }
+        FrameKind::Remove => {
+            let NameBody { name } = json_body(kind, &frame.body)?;
+            check_name(&name)?;
+            Request::Remove { name }
+        }
+        _ => {
+            return Err(DecodeError::UnexpectedKind {
+                kind,
+                expected: "request",
+            })
+        }
+    };
+    Ok(req)
+}
+
+/// Append the frame for response `resp` to request `request_id` to `out`.
+pub fn encode_response(request_id: u64, resp: &Response, out: &mut Vec<u8>) {
+    match resp {
+        Response::Deployed(info) => json_frame(out, FrameKind::Deployed, request_id, info),
+        Response::Invoked(inv) => {
+            let mut body = Vec::with_capacity(37 + 4 + inv.result.len());
+            body.extend_from_slice(&inv.invocation_id.to_le_bytes());
+            body.extend_from_slice(&inv.sandbox.to_le_bytes());
+            body.extend_from_slice(&inv.duration_us.to_le_bytes());
+            body.extend_from_slice(&inv.total_us.to_le_bytes());
+            let mut flags = 0;
+            if inv.cold {
+                flags |= FLAG_COLD;
+            }
+            if inv.error.is_some() {
+                flags |= FLAG_ERROR;
+            }
+            body.push(flags);
+            put_bytes(&mut body, &inv.result);
+            if let Some(err) = &inv.error {
+                body.extend_from_slice(&err.kind.code().to_le_bytes());
+                put_bytes(&mut body, err.message.as_bytes());
+                put_opt(&mut body, err.error_type.as_deref());
+                put_opt(&mut body, err.stack_trace.as_deref());
+            }
+            encode_frame(out, FrameKind::Invoked, request_id, &body);
+        }
+        Response::Functions(list) => json_frame(out, FrameKind::Functions, request_id, list),
+        Response::Removed { name } => json_frame(
+            out,
+            FrameKind::Removed,
+            request_id,
+            &NameBody { name: name.clone() },
+        ),
+        Response::Error(err) => json_frame(out, FrameKind::Error, request_id, err),
+    }
+}
+
+/// Decode a response frame.
+pub fn decode_response(frame: &Frame) -> Result<Response, DecodeError> {
+    let kind = known_kind(frame.kind)?;
+    let resp = match kind {
+        FrameKind::Deployed => Response::Deployed(json_body(kind, &frame.body)?),
+        FrameKind::Invoked => {
+            let mut r = Reader::new(&frame.body);
+            let invocation_id = r.u64("invocation id")?;
+            let sandbox = r.u64("sandbox")?;
+            let duration_us = r.u64("duration")?;
+            let total_us = r.u64("total time")?;
+            let flags = r.u8("flags")?;
+            if flags & !(FLAG_COLD | FLAG_ERROR) != 0 {
+                return Err(DecodeError::BadFlags { flags });
+            }
+            let result = r.bytes("result")?.to_vec();
+            let error = if flags & FLAG_ERROR != 0 {
+                let code = r.u16("error kind")?;
+                let kind = ErrorKind::from_code(code).ok_or(DecodeError::BadErrorKind { code })?;
+                Some(ErrorBody {
+                    kind,
+                    message: r.string("error message")?,
+                    error_type: r.opt_string("error type")?,
+                    stack_trace: r.opt_string("stack trace")?,
+                })
+            } else {
+                None
+            };
+            r.end()?;
+            Response::Invoked(InvokeResponse {
+                invocation_id,
+                result,
+                error,
+                cold: flags & FLAG_COLD != 0,
+                sandbox,
+                duration_us,
+                total_us,
+            })
+        }
+        FrameKind::Functions => Response::Functions(json_body(kind, &frame.body)?),
+        FrameKind::Removed => {
+            let NameBody { name } = json_body(kind, &frame.body)?;
+            Response::Removed { name }
+        }
+        FrameKind::Error => Response::Error(json_body(kind, &frame.body)?),
+        _ => {
+            return Err(DecodeError::UnexpectedKind {
+                kind,
+                expected: "response",
+            })
+        }
+    };
+    Ok(resp)
+}
+
+fn known_kind(code: u8) -> Result<FrameKind, DecodeError> {
+    FrameKind::from_code(code).ok_or(DecodeError::UnknownKind { kind: code })
+}
+
+fn check_name(name: &str) -> Result<(), DecodeError> {
+    validate_function_name(name).map_err(|reason| {
+        let mut shown: String = name.chars().take(80).collect();
+        if shown.len() < name.len() {
+            shown.push('…');
+        }
+        DecodeError::InvalidName {
+            name: shown,
+            reason,
+        }
+    })
+}
+
+fn json_frame<T: Serialize>(out: &mut Vec<u8>, kind: FrameKind, request_id: u64, value: &T) {
+    // Serializing these plain structs cannot fail: every map key is a
+    // string and paths have a lossless fallback.
+    let body = serde_json::to_vec(value).expect("control message serializes to json");
+    encode_frame(out, kind, request_id, &body);
+}
+
+fn json_body<T: DeserializeOwned>(kind: FrameKind, body: &[u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(body).map_err(|source| DecodeError::BadJson { kind, source })
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).expect("field over 4 GiB");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_opt(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => {
+            out.push(1);
+            put_bytes(out, text.as_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+/// A cursor over a body; every read is checked against what remains.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(body: &'a [u8]) -> Reader<'a> {
+        Reader { rest: body }
+    }
+
+    fn take(&mut self, field: &'static str, n: u64) -> Result<&'a [u8], DecodeError> {
+        if n > self.rest.len() as u64 {
+            return Err(DecodeError::Truncated {
+                field,
+                needed: n,
+                remaining: self.rest.len(),
+            });
+        }
+        let (head, tail) = self.rest.split_at(n as usize);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(field, 1)?[0])
+    }
+
+    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take(field, 2)?.try_into().unwrap()))
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(field, 4)?.try_into().unwrap()))
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(field, 8)?.try_into().unwrap()))
+    }
+
+    fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let len = self.u32(field)?;
+        self.take(field, u64::from(len))
+    }
+
+    fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        let bytes = self.bytes(field)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::BadUtf8 { field })
+    }
+
+    fn opt_string(&mut self, field: &'static str) -> Result<Option<String>, DecodeError> {
+        match self.u8(field)? {
+            0 => Ok(None),
+            1 => self.string(field).map(Some),
+            flags => Err(DecodeError::BadFlags { flags }),
+        }
+    }
+
+    fn end(&self) -> Result<(), DecodeError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes {
+                count: self.rest.len(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::super::{DeploySpec, FrameDecoder, FunctionInfo};
+    use super::*;
+
+    fn one_frame(bytes: &[u8]) -> Frame {
+        let mut dec = FrameDecoder::new(1 << 20);
+        dec.feed(bytes);
+        let frame = dec.next_frame().unwrap().unwrap();
+        assert!(dec.is_idle(), "encoder wrote bytes past the frame");
+        frame
+    }
+
+    fn spec() -> DeploySpec {
+        DeploySpec {
+            name: "hello".into(),
+            runtime: "python".into(),
+            handler: Some("app.handler".into()),
+            code: PathBuf::from("/srv/code/hello"),
+            memory_mb: Some(256),
+            timeout_secs: None,
+            env: BTreeMap::from([("GREETING".into(), "hi \"there\"".into())]),
+        }
+    }
+
+    fn info(name: &str) -> FunctionInfo {
+        FunctionInfo {
+            name: name.into(),
+            version: 3,
+            runtime: "native".into(),
+            handler: None,
+            memory_mb: 128,
+            timeout_secs: 30,
+            env: BTreeMap::new(),
+            code_bytes: 4096,
+            deployed_at_unix: 1_700_000_000,
+        }
+    }
+
+    fn invoked(error: Option<ErrorBody>) -> InvokeResponse {
+        InvokeResponse {
+            invocation_id: 42,
+            result: if error.is_some() {
+                vec![]
+            } else {
+                b"{\"ok\":1}".to_vec()
+            },
+            error,
+            cold: true,
+            sandbox: 7,
+            duration_us: 1234,
+            total_us: 1500,
+        }
+    }
+
+    fn requests() -> Vec<Request> {
+        let mut odd_path = spec();
+        odd_path.code = PathBuf::from(
+            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+                b"/srv/\xff\xfe".to_vec(),
+            ),
+        );
+        vec![
+            Request::Deploy(spec()),
+            Request::Deploy(odd_path),
+            Request::Invoke(InvokeRequest {
+                function: "hello".into(),
+                payload: b"{\"name\":\"x\"}".to_vec(),
+            }),
+            Request::Invoke(InvokeRequest {
+                function: "f".into(),
+                payload: (0..=255).collect(),
+            }),
+            Request::Invoke(InvokeRequest {
+                function: "empty".into(),
+                payload: vec![],
+            }),
+            Request::List,
+            Request::Remove {
+                name: "hello".into(),
+            },
+        ]
+    }
+
+    fn responses() -> Vec<Response> {
+        let full_error = ErrorBody {
+            kind: ErrorKind::FunctionError,
+            message: "bad input".into(),
+            error_type: Some("ValueError".into()),
+            stack_trace: Some("Traceback ...\n  line 3".into()),
+        };
+        vec![
+            Response::Deployed(info("hello")),
+            Response::Invoked(invoked(None)),
+            Response::Invoked(invoked(Some(full_error.clone()))),
+            Response::Invoked(invoked(Some(ErrorBody::new(
+                ErrorKind::Timeout,
+                "ran past 3 s",
+            )))),
+            Response::Invoked(InvokeResponse {
+                cold: false,
+                ..invoked(None)
+            }),
+            Response::Functions(vec![]),
+            Response::Functions(vec![info("a"), info("b")]),
+            Response::Removed {
+                name: "hello".into(),
+            },
+            Response::Error(full_error),
+            Response::Error(ErrorBody::new(ErrorKind::NotFound, "no function nope")),
+        ]
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        for (id, req) in requests().into_iter().enumerate() {
+            let mut out = Vec::new();
+            encode_request(id as u64 + 100, &req, &mut out);
+            let frame = one_frame(&out);
+            assert_eq!(frame.request_id, id as u64 + 100);
+            assert_eq!(decode_request(&frame).unwrap(), req);
+            assert!(matches!(
+                decode_response(&frame),
+                Err(DecodeError::UnexpectedKind { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn every_response_round_trips() {
+        for (id, resp) in responses().into_iter().enumerate() {
+            let mut out = Vec::new();
+            encode_response(id as u64, &resp, &mut out);
+            let frame = one_frame(&out);
+            assert_eq!(frame.request_id, id as u64);
+            assert_eq!(decode_response(&frame).unwrap(), resp);
+            assert!(matches!(
+                decode_request(&frame),
+                Err(DecodeError::UnexpectedKind { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn error_body_json_uses_kind_names() {
+        let mut out = Vec::new();
+        encode_response(
+            1,
+            &Response::Error(ErrorBody::new(ErrorKind::Throttled, "queue full")),
+            &mut out,
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out[HEADER_LEN..]).unwrap();
+        assert_eq!(json["kind"], "Throttled");
+        assert_eq!(json["message"], "queue full");
+    }
+
+    #[test]
+    fn every_truncation_of_binary_bodies_is_refused() {
+        let mut frames = Vec::new();
+        for req in requests() {
+            if let Request::Invoke(_) = req {
+                let mut out = Vec::new();
+                encode_request(1, &req, &mut out);
+                frames.push((one_frame(&out), true));
+            }
+        }
+        for resp in responses() {
+            if let Response::Invoked(_) = resp {
+                let mut out = Vec::new();
+                encode_response(1, &resp, &mut out);
+                frames.push((one_frame(&out), false));
+            }
+        }
+        for (frame, is_request) in frames {
+            for cut in 0..frame.body.len() {
+                let short = Frame {
+                    body: frame.body[..cut].to_vec(),
+                    ..frame.clone()
+                };
+                let err = if is_request {
+                    decode_request(&short).map(|_| ())
+                } else {
+                    decode_response(&short).map(|_| ())
+                };
+                assert!(
+                    matches!(err, Err(DecodeError::Truncated { .. })),
+                    "cut at {cut}: {err:?}"
+                );
+            }
+            let mut long = frame.clone();
+            long.body.push(0);
+            let err = if is_request {
+                decode_request(&long).map(|_| ())
+            } else {
+                decode_response(&long).map(|_| ())
+            };
+            assert!(matches!(err, Err(DecodeError::TrailingBytes { count: 1 })));
+        }
+    }
+
+    #[test]
+    fn lengths_past_the_end_are_refused_without_allocating() {
+        // function name claims 4 GiB - 1
+        let mut body = u32::MAX.to_le_bytes().to_vec();
+        body.extend_from_slice(b"abc");
+        let frame = Frame {
+            kind: FrameKind::Invoke.code(),
+            request_id: 1,
+            body,
+        };
+        assert!(matches!(
+            decode_request(&frame),
+            Err(DecodeError::Truncated {
+                field: "function name",
+                needed: 4294967295,
+                remaining: 3
+            })
+        ));
+        // payload length one past the end
+        let mut body = Vec::new();
+        put_bytes(&mut body, b"hello");
+        body.extend_from_slice(&4u32.to_le_bytes());
+        body.extend_from_slice(b"abc");
+        let frame = Frame {
+            kind: FrameKind::Invoke.code(),
+            request_id: 1,
+            body,
+        };
+        assert!(matches!(
+            decode_request(&frame),
+            Err(DecodeError::Truncated {
+                field: "payload",
+                needed: 4,
+                remaining: 3
+            })
+        ));
+    }
+
+    #[test]
+    fn bad_fields_are_refused() {
+        let invoke = |name: &[u8]| {
+            let mut body = Vec::new();
+            put_bytes(&mut body, name);
+            put_bytes(&mut body, b"");
+            Frame {
+                kind: FrameKind::Invoke.code(),
+                request_id: 1,
+                body,
+            }
+        };
+        assert!(matches!(
+            decode_request(&invoke(b"\xff")),
+            Err(DecodeError::BadUtf8 { .. })
+        ));
+        assert!(matches!(
+            decode_request(&invoke(b"a/b")),
+            Err(DecodeError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            decode_request(&invoke(b"")),
+            Err(DecodeError::InvalidName { .. })
+        ));
+
+        let unknown = Frame {
+            kind: 0x42,
+            request_id: 1,
+            body: vec![],
+        };
+        assert!(matches!(
+            decode_request(&unknown),
+            Err(DecodeError::UnknownKind { kind: 0x42 })
+        ));
+        assert!(matches!(
+            decode_response(&unknown),
+            Err(DecodeError::UnknownKind { kind: 0x42 })
+        ));
+
+        let list = Frame {
+            kind: FrameKind::List.code(),
+            request_id: 1,
+            body: vec![1],
+        };
+        assert!(matches!(
+            decode_request(&list),
+            Err(DecodeError::TrailingBytes { count: 1 })
+        ));
+
+        let json = |kind: FrameKind, body: &str| Frame {
+            kind: kind.code(),
+            request_id: 1,
+            body: body.as_bytes().to_vec(),
+        };
+        assert!(matches!(
+            decode_request(&json(FrameKind::Deploy, "{")),
+            Err(DecodeError::BadJson { .. })
+        ));
+        assert!(matches!(
+            decode_request(&json(FrameKind::Remove, r#"{"name":"../x"}"#)),
+            Err(DecodeError::InvalidName { .. })
+        ));
+        let relative = r#"{"name":"f","runtime":"native","code":"code/dir"}"#;
+        assert!(matches!(
+            decode_request(&json(FrameKind::Deploy, relative)),
+            Err(DecodeError::RelativeCodePath { .. })
+        ));
+        let minimal = r#"{"name":"f","runtime":"native","code":"/c"}"#;
+        assert!(matches!(
+            decode_request(&json(FrameKind::Deploy, minimal)),
+            Ok(Request::Deploy(_))
+        ));
+        assert!(matches!(
+            decode_response(&json(FrameKind::Error, r#"{"kind":"Nope","message":""}"#)),
+            Err(DecodeError::BadJson { .. })
+        ));
+
+        // Invoked with unknown flag bits, and with an unknown error kind.
+        let mut out = Vec::new();
+        encode_response(
+            1,
+            &Response::Invoked(invoked(Some(ErrorBody::new(ErrorKind::Timeout, "t")))),
+            &mut out,
+        );
+        let mut frame = one_frame(&out);
+        frame.body[32] |= 0x80;
+        assert!(matches!(
+            decode_response(&frame),
+            Err(DecodeError::BadFlags { .. })
+        ));
+        frame.body[32] &= !0x80;
+        let kind_at = 33 + 4; // flags, empty result
+        frame.body[kind_at] = 0xEE;
+        assert!(matches!(
+            decode_response(&frame),
+            Err(DecodeError::BadErrorKind { code: 0xEE })
+        ));
+    }
+
+    #[test]
+    fn random_invocations_round_trip_through_random_splits() {
+        let mut rng = super::super::test_rng::Rng::new(7);
+        for _ in 0..100 {
+            let mut stream = Vec::new();
+            let mut want = Vec::new();
+            for id in 0..rng.below(6) as u64 {
+                let payload: Vec<u8> = (0..rng.below(500)).map(|_| rng.below(256) as u8).collect();
+                let req = Request::Invoke(InvokeRequest {
+                    function: format!("f{id}"),
+                    payload,
+                });
+                encode_request(id, &req, &mut stream);
+                want.push(req);
+            }
+            let mut dec = FrameDecoder::new(4096);
+            let mut got = Vec::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let n = (rng.below(40) + 1).min(rest.len());
+                dec.feed(&rest[..n]);
+                rest = &rest[n..];
+                while let Some(frame) = dec.next_frame() {
+                    got.push(decode_request(&frame.unwrap()).unwrap());
+                }
+            }
+            assert_eq!(got, want);
+        }
+    }
+}
