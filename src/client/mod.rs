@@ -1,1 +1,127 @@
-//! TODO(skeleton): filled in by the owner of `client`.
+//! The client library: blocking calls to the daemon over its Unix socket.
+//!
+//! One [`Client`] is one connection. It is `Send + Sync`: share it across
+//! threads (`&Client`, `Arc<Client>`) and their calls are pipelined over
+//! the connection, each answered by request id in whatever order the
+//! daemon finishes them.
+
+#![deny(unsafe_code)]
+
+mod connection;
+mod error;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{ClientError, ProtocolError};
+
+use crate::protocol::{
+    DeploySpec, FunctionInfo, InvokeRequest, InvokeResponse, Request, Response, MAX_PAYLOAD,
+};
+use connection::Connection;
+
+/// The socket used when none is given: `$SPROUT_SOCKET`, else
+/// `/run/sprout/sprout.sock`.
+pub fn default_socket() -> PathBuf {
+    std::env::var_os("SPROUT_SOCKET")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(crate::daemon::DaemonConfig::DEFAULT_SOCKET))
+}
+
+/// A connection to the daemon.
+pub struct Client {
+    conn: Connection,
+    path: PathBuf,
+    max_payload: usize,
+}
+
+impl Client {
+    /// Connect with the default payload limit ([`MAX_PAYLOAD`]).
+    pub fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
+        Self::connect_with_max_payload(path, MAX_PAYLOAD)
+    }
+
+    /// Connect, refusing payloads over `max_payload` bytes before sending
+    /// (match the daemon's `--max-payload`). Responses up to the same limit
+    /// are accepted.
+    pub fn connect_with_max_payload(
+        path: impl AsRef<Path>,
+        max_payload: usize,
+    ) -> Result<Client, ClientError> {
+        let path = path.as_ref();
+        Ok(Client {
+            conn: Connection::open(path, max_payload)?,
+            path: path.to_owned(),
+            max_payload,
+        })
+    }
+
+    /// The socket this client is connected to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// Deploy a new version of a function.
+    pub fn deploy(&self, spec: &DeploySpec) -> Result<FunctionInfo, ClientError> {
+        match self.conn.call(&Request::Deploy(spec.clone()))? {
+            Response::Deployed(info) => Ok(info),
+            other => Err(unexpected("Deploy", other)),
+        }
+    }
+
+    /// Invoke a function. The function's own failure (and a timeout, OOM or
+    /// crash) is `Ok` with [`InvokeResponse::error`] set.
+    pub fn invoke(&self, function: &str, payload: &[u8]) -> Result<InvokeResponse, ClientError> {
+        if payload.len() > self.max_payload {
+            return Err(ClientError::PayloadTooLarge {
+                len: payload.len(),
+                limit: self.max_payload,
+            });
+        }
+        let req = Request::Invoke(InvokeRequest {
+            function: function.to_owned(),
+            payload: payload.to_vec(),
+        });
+        match self.conn.call(&req)? {
+            Response::Invoked(resp) => Ok(resp),
+            other => Err(unexpected("Invoke", other)),
+        }
+    }
+
+    /// Every deployed function (latest version of each).
+    pub fn list(&self) -> Result<Vec<FunctionInfo>, ClientError> {
+        match self.conn.call(&Request::List)? {
+            Response::Functions(list) => Ok(list),
+            other => Err(unexpected("List", other)),
+        }
+    }
+
+    /// Remove a function and all its versions.
+    pub fn remove(&self, name: &str) -> Result<(), ClientError> {
+        let req = Request::Remove {
+            name: name.to_owned(),
+        };
+        match self.conn.call(&req)? {
+            Response::Removed { .. } => Ok(()),
+            other => Err(unexpected("Remove", other)),
+        }
+    }
+}
+
+fn unexpected(sent: &'static str, got: Response) -> ClientError {
+    let got = match got {
+        Response::Error(body) => return ClientError::Remote(body),
+        Response::Deployed(_) => "Deployed",
+        Response::Invoked(_) => "Invoked",
+        Response::Functions(_) => "Functions",
+        Response::Removed { .. } => "Removed",
+    };
+    ClientError::Protocol(ProtocolError::UnexpectedResponse { sent, got })
+}
+
+#[cfg(test)]
+mod tests;
