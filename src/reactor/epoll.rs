@@ -6,7 +6,14 @@
 //! already be ready, and an edge-triggered epoll would not say so again)
 //! and then on every event of its fd; an op that gets `EAGAIN` waits for
 //! the next edge. After each attempt round every op on the fd has either
-//! completed or seen `EAGAIN`, so no edge is lost. The fd is deregistered
+//! completed or seen `EAGAIN`, so no edge is lost.
+//!
+//! Reads and writes use `RWF_NOWAIT` (preadv2/pwritev2), which makes one
+//! call nonblocking without setting `O_NONBLOCK` on the open file
+//! description: a doorbell eventfd is shared with a forked sandbox, whose
+//! blocking reads must stay blocking. Only files without `RWF_NOWAIT`
+//! support, and listeners, get `O_NONBLOCK`. Regular files (which epoll
+//! refuses) are read and written directly. The fd is deregistered
 //! when its last op leaves, while the reactor still holds it open, so a
 //! later fd with the same number starts from a clean registration.
 //! Timers are a heap of deadlines that bounds the `epoll_wait` timeout.
@@ -27,7 +34,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::{Completion, Op, Token};
-use crate::sys::uring::{accept_nonblocking, read_spare};
+use crate::sys::uring::{accept_nonblocking, read_spare, read_spare_nowait, write_nowait};
 
 /// An op waiting in the reactor.
 #[derive(Debug)]
@@ -96,11 +103,10 @@ impl EpollReactor {
         };
         let fd = Rc::clone(op_fd(&op));
         let key = mio::Token(fd.as_raw_fd() as usize);
-        if !self.fds.contains_key(&key) && !matches!(op, Op::PollReadable { .. }) {
+        if !self.fds.contains_key(&key) && matches!(op, Op::Accept { .. }) {
             if let Err(err) = set_nonblocking(&fd) {
-                self.ready
-                    .push_back(Completion::failed(token, err, op_buf(op)));
-                return;
+                let done = Completion::failed(token, err, op_buf(op));
+                return self.ready.push_back(done);
             }
         }
         let op = match attempt(token, op) {
@@ -110,14 +116,17 @@ impl EpollReactor {
         if !self.fds.contains_key(&key) {
             let interest = Interest::READABLE | Interest::WRITABLE;
             let raw = fd.as_raw_fd();
-            if let Err(err) = self
-                .poll
-                .registry()
-                .register(&mut SourceFd(&raw), key, interest)
-            {
-                self.ready
-                    .push_back(Completion::failed(token, err, op_buf(op)));
-                return;
+            let registry = self.poll.registry();
+            match registry.register(&mut SourceFd(&raw), key, interest) {
+                Ok(()) => {}
+                // A regular file: epoll refuses it, and it is always ready.
+                Err(err) if err.raw_os_error() == Some(libc::EPERM) => {
+                    return self.ready.push_back(blocking(token, op));
+                }
+                Err(err) => {
+                    let done = Completion::failed(token, err, op_buf(op));
+                    return self.ready.push_back(done);
+                }
             }
             let tokens = Vec::new();
             self.fds.insert(key, Waiters { fd, tokens });
@@ -320,16 +329,22 @@ fn try_once(op: &mut Op) -> (io::Result<usize>, Option<OwnedFd>) {
             Ok(socket) => (Ok(0), Some(socket)),
             Err(err) => (Err(err), None),
         },
-        Op::Read { fd, buf } => (read_spare(fd.as_fd(), buf), None),
+        Op::Read { fd, buf } => match read_spare_nowait(fd.as_fd(), buf) {
+            Err(err) if unsupported(&err) => match set_nonblocking(fd) {
+                Ok(()) => (read_spare(fd.as_fd(), buf), None),
+                Err(err) => (Err(err), None),
+            },
+            result => (result, None),
+        },
         Op::Write { fd, buf, offset } => match buf.get(*offset..) {
-            Some(rest) => (
-                nix::unistd::write(&**fd, rest).map_err(io::Error::from),
-                None,
-            ),
-            None => {
-                let err = io::Error::new(io::ErrorKind::InvalidInput, "write offset past end");
-                (Err(err), None)
-            }
+            Some(rest) => match write_nowait(fd.as_fd(), rest) {
+                Err(err) if unsupported(&err) => match set_nonblocking(fd) {
+                    Ok(()) => (write(fd, rest), None),
+                    Err(err) => (Err(err), None),
+                },
+                result => (result, None),
+            },
+            None => (Err(offset_past_end()), None),
         },
         Op::PollReadable { fd } => {
             let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
@@ -341,6 +356,38 @@ fn try_once(op: &mut Op) -> (io::Result<usize>, Option<OwnedFd>) {
         }
         Op::Timeout { .. } => unreachable!("timeouts are not attempted"),
     }
+}
+
+/// Run a read or write that epoll cannot wait for (a regular file) the
+/// plain, possibly blocking way.
+fn blocking(token: Token, mut op: Op) -> Completion {
+    let result = match &mut op {
+        Op::Read { fd, buf } => read_spare(fd.as_fd(), buf),
+        Op::Write { fd, buf, offset } => match buf.get(*offset..) {
+            Some(rest) => write(fd, rest),
+            None => Err(offset_past_end()),
+        },
+        _ => Err(io::Error::from_raw_os_error(libc::EPERM)),
+    };
+    Completion {
+        token,
+        result,
+        buf: op_buf(op),
+        accepted: None,
+    }
+}
+
+fn write(fd: &OwnedFd, data: &[u8]) -> io::Result<usize> {
+    nix::unistd::write(fd, data).map_err(io::Error::from)
+}
+
+fn offset_past_end() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "write offset past end")
+}
+
+/// The file cannot do per-call nonblocking I/O (`RWF_NOWAIT`).
+fn unsupported(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EOPNOTSUPP)
 }
 
 fn retry(err: &io::Error) -> bool {

@@ -22,9 +22,10 @@
 //! Both backends report the same results: `Accept`, `PollReadable` and
 //! `Timeout` complete with `Ok(0)`; `Read` and `Write` with the byte count.
 //! The epoll backend tries each fd op at submit and then on every
-//! (edge-triggered) readiness event of its fd, and sets `O_NONBLOCK` on fds
-//! it reads, writes or accepts on (not on fds it only polls, such as
-//! pidfds, whose `waitid` behaviour `O_NONBLOCK` would change).
+//! (edge-triggered) readiness event of its fd. It reads and writes with
+//! `RWF_NOWAIT`, leaving the fds' `O_NONBLOCK` flag (shared with forked
+//! sandboxes) alone; it sets `O_NONBLOCK` only on listeners it accepts on
+//! and on files that lack `RWF_NOWAIT` support.
 //!
 //! # Reserved tokens
 //!

@@ -15,8 +15,8 @@
 //! sandbox setup must close inherited fds before running tenant code.
 //!
 //! The few plain syscalls the reactor's epoll fallback needs and nix does
-//! not wrap with owned types (`accept4`, `read` into spare capacity) live at
-//! the end of this file.
+//! not wrap (`accept4` to an owned fd, reads into spare capacity, and
+//! `RWF_NOWAIT` reads and writes) live at the end of this file.
 
 use std::collections::VecDeque;
 use std::io;
@@ -454,10 +454,31 @@ pub fn accept_nonblocking(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 /// read(2) into `buf[len..capacity]`, growing `buf.len()` by what was read.
 pub fn read_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    read_spare_with(fd, buf, None)
+}
+
+/// Like [`read_spare`] but never blocks, without touching the file's
+/// `O_NONBLOCK` flag (which a forked sandbox may share): preadv2 with
+/// `RWF_NOWAIT` at the current position. `EAGAIN` when nothing is there;
+/// `EOPNOTSUPP` when the file does not support per-call nonblocking reads.
+pub fn read_spare_nowait(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    read_spare_with(fd, buf, Some(libc::RWF_NOWAIT))
+}
+
+fn read_spare_with(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, flags: Option<i32>) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
-    // SAFETY: the pointer and length describe `buf`'s spare capacity, which
-    // `buf` (borrowed mutably) keeps allocated for the duration of the call.
-    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    let iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
+    };
+    let n = match flags {
+        // SAFETY: the pointer and length describe `buf`'s spare capacity,
+        // which `buf` (borrowed mutably) keeps allocated during the call.
+        None => unsafe { libc::read(fd.as_raw_fd(), iov.iov_base, iov.iov_len) },
+        // SAFETY: as above, through one iovec that lives on this stack
+        // frame; offset -1 means the current file position.
+        Some(flags) => unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, flags) },
+    };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -465,6 +486,23 @@ pub fn read_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
     // SAFETY: the kernel initialised `n <= spare.len()` bytes after `len`.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
+}
+
+/// write(2) that never blocks, without touching the file's `O_NONBLOCK`
+/// flag: pwritev2 with `RWF_NOWAIT` at the current position. Errors as
+/// for [`read_spare_nowait`].
+pub fn write_nowait(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
+    let iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: the iovec describes `data`, borrowed for the call; the
+    // kernel only reads through it. Offset -1 is the current position.
+    let n = unsafe { libc::pwritev2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// pidfd_open(2) for tests (the daemon's own wrapper is in `sys::process`).
