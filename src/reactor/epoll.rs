@@ -34,7 +34,9 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::{Completion, Op, Token};
-use crate::sys::uring::{accept_nonblocking, read_spare, read_spare_nowait, write_nowait};
+use crate::sys::uring::fallback::{
+    accept_nonblocking, read_spare, read_spare_nowait, write_nowait,
+};
 
 /// An op waiting in the reactor.
 #[derive(Debug)]

@@ -15,17 +15,18 @@
 //! sandbox setup must close inherited fds before running tenant code.
 //!
 //! The few plain syscalls the reactor's epoll fallback needs and nix does
-//! not wrap (`accept4` to an owned fd, reads into spare capacity, and
-//! `RWF_NOWAIT` reads and writes) live at the end of this file.
+//! not wrap live in [`fallback`].
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
+
+pub mod fallback;
 
 /// `user_data` of the `AsyncCancel` SQEs; their CQEs are ignored (the
 /// cancelled op reports through its own CQE).
@@ -197,7 +198,6 @@ impl Ring {
     /// Queue `op` (tagged `tag`) and return its slab key. When the
     /// submission queue is full, submits what is queued and retries. On
     /// failure the op is handed back untouched.
-    #[allow(clippy::result_large_err)]
     pub fn push(&mut self, tag: u64, op: RingOp) -> Result<u64, (RingOp, io::Error)> {
         if let RingOp::Write { buf, offset, .. } = &op {
             if *offset > buf.len() {
@@ -365,6 +365,45 @@ impl Ring {
     }
 }
 
+/// How long dropping a ring waits for its cancelled ops to complete.
+const DROP_PATIENCE: Duration = Duration::from_secs(1);
+
+impl Drop for Ring {
+    /// Closing the ring fd does not stop an io-wq worker that is already
+    /// reading into a slab buffer, so cancel every op and wait for its CQE
+    /// before the slab is freed; whatever does not finish in time is
+    /// leaked rather than freed under the kernel.
+    fn drop(&mut self) {
+        if self.in_flight() == 0 {
+            return;
+        }
+        let keys: Vec<u64> = (0..self.slots.len() as u64)
+            .filter(|k| self.slots[*k as usize].is_some())
+            .collect();
+        for key in keys {
+            if let Err(err) = self.cancel(key) {
+                tracing::warn!(key, ?err, "io_uring cancel on drop failed");
+            }
+        }
+        let deadline = std::time::Instant::now() + DROP_PATIENCE;
+        while self.in_flight() > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let _ = self.submit_and_wait(Some(left));
+            self.reaped.clear();
+        }
+        if self.in_flight() > 0 {
+            tracing::error!(
+                in_flight = self.in_flight(),
+                "io_uring ops outlived their ring; leaking their buffers"
+            );
+            std::mem::forget(std::mem::take(&mut self.slots));
+        }
+    }
+}
+
 impl From<RingOp> for InFlight {
     fn from(op: RingOp) -> InFlight {
         match op {
@@ -433,78 +472,6 @@ fn unsupported(what: &str) -> io::Error {
     )
 }
 
-/// accept4(2) with `SOCK_NONBLOCK | SOCK_CLOEXEC`, as an owned fd.
-pub fn accept_nonblocking(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-    // SAFETY: null address pointers ask the kernel not to report the peer.
-    let fd = unsafe {
-        libc::accept4(
-            listener.as_raw_fd(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            flags,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: accept4 just returned this new descriptor; we are its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// read(2) into `buf[len..capacity]`, growing `buf.len()` by what was read.
-pub fn read_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
-    read_spare_with(fd, buf, None)
-}
-
-/// Like [`read_spare`] but never blocks, without touching the file's
-/// `O_NONBLOCK` flag (which a forked sandbox may share): preadv2 with
-/// `RWF_NOWAIT` at the current position. `EAGAIN` when nothing is there;
-/// `EOPNOTSUPP` when the file does not support per-call nonblocking reads.
-pub fn read_spare_nowait(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
-    read_spare_with(fd, buf, Some(libc::RWF_NOWAIT))
-}
-
-fn read_spare_with(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, flags: Option<i32>) -> io::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    let iov = libc::iovec {
-        iov_base: spare.as_mut_ptr().cast(),
-        iov_len: spare.len(),
-    };
-    let n = match flags {
-        // SAFETY: the pointer and length describe `buf`'s spare capacity,
-        // which `buf` (borrowed mutably) keeps allocated during the call.
-        None => unsafe { libc::read(fd.as_raw_fd(), iov.iov_base, iov.iov_len) },
-        // SAFETY: as above, through one iovec that lives on this stack
-        // frame; offset -1 means the current file position.
-        Some(flags) => unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, flags) },
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
-    // SAFETY: the kernel initialised `n <= spare.len()` bytes after `len`.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
-}
-
-/// write(2) that never blocks, without touching the file's `O_NONBLOCK`
-/// flag: pwritev2 with `RWF_NOWAIT` at the current position. Errors as
-/// for [`read_spare_nowait`].
-pub fn write_nowait(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
-    let iov = libc::iovec {
-        iov_base: data.as_ptr().cast_mut().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: the iovec describes `data`, borrowed for the call; the
-    // kernel only reads through it. Offset -1 is the current position.
-    let n = unsafe { libc::pwritev2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
 /// pidfd_open(2) for tests (the daemon's own wrapper is in `sys::process`).
 #[cfg(test)]
 pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
@@ -550,6 +517,29 @@ mod tests {
         tags.sort_unstable();
         assert_eq!(tags, (0..200).collect::<Vec<u64>>());
         assert_eq!(ring.in_flight(), 0);
+    }
+
+    #[test]
+    fn dropping_a_ring_cancels_its_ops_before_freeing_them() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = Rc::new(OwnedFd::from(a));
+        let mut ring = Ring::new(8).unwrap();
+        let buf = Vec::with_capacity(64);
+        ring.push(
+            1,
+            RingOp::Read {
+                fd: fd.clone(),
+                buf,
+            },
+        )
+        .unwrap();
+        let after = Duration::from_secs(60);
+        ring.push(2, RingOp::Timeout { after }).unwrap();
+        ring.submit_and_wait(Some(Duration::ZERO)).unwrap();
+        assert_eq!(ring.in_flight(), 2);
+        drop(ring);
+        // The slab released its clone: the read was cancelled, not leaked.
+        assert_eq!(Rc::strong_count(&fd), 1);
     }
 
     #[test]
