@@ -242,9 +242,10 @@ impl Ring {
         for _ in 0..3 {
             // SAFETY: `sqe` points only into a slab slot (buffer, fd Rc,
             // boxed timespec) that stays in `self.slots` until its CQE is
-            // reaped in `reap`, or at no memory (cancel, nop). The slot's
-            // Vec buffer is never resized or moved while in the slot: only
-            // the heap allocation is referenced, and it moves with the Vec.
+            // reaped in `reap` (or `Drop` waits for it, or leaks it), or
+            // at no memory (cancel). The SQE points at the Vec's heap
+            // allocation, which no one resizes while it is in the slot and
+            // which stays put when the slab moves the Vec header.
             if unsafe { self.ring.submission().push(sqe) }.is_ok() {
                 return Ok(());
             }
