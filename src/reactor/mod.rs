@@ -10,14 +10,14 @@
 //!
 //! # How the backends map ops
 //!
-//! | [`Op`]          | io_uring ([`uring`])                      | epoll ([`epoll`])                               |
-//! |-----------------|-------------------------------------------|-------------------------------------------------|
-//! | `Accept`        | `IORING_OP_ACCEPT`, `SOCK_NONBLOCK\|SOCK_CLOEXEC` | `accept4` on readiness                   |
-//! | `Read`          | `IORING_OP_READ` into spare capacity      | `read` into spare capacity on readiness         |
-//! | `Write`         | `IORING_OP_WRITE` of `buf[offset..]`      | `write` on readiness                            |
-//! | `PollReadable`  | `IORING_OP_POLL_ADD` (`POLLIN`)           | `poll(2)` with zero timeout on readiness        |
-//! | `Timeout`       | `IORING_OP_TIMEOUT` (`-ETIME` means fired)| deadline heap that bounds `epoll_wait`          |
-//! | `cancel`        | `IORING_OP_ASYNC_CANCEL`                  | drop the op, `ECANCELED` at the next `wait`     |
+//! | [`Op`]         | io_uring (`uring.rs`)                    | epoll (`epoll.rs`), tried at submit and on readiness |
+//! |----------------|------------------------------------------|------------------------------------------------------|
+//! | `Accept`       | `IORING_OP_ACCEPT`, nonblocking+cloexec  | `accept4(SOCK_NONBLOCK\|SOCK_CLOEXEC)`               |
+//! | `Read`         | `IORING_OP_READ` into spare capacity     | `preadv2(RWF_NOWAIT)` into spare capacity            |
+//! | `Write`        | `IORING_OP_WRITE` of `buf[offset..]`     | `pwritev2(RWF_NOWAIT)` of `buf[offset..]`            |
+//! | `PollReadable` | `IORING_OP_POLL_ADD` (`POLLIN`)          | `poll(2)` with a zero timeout                        |
+//! | `Timeout`      | `IORING_OP_TIMEOUT` (`-ETIME`: fired)    | deadline heap that bounds `epoll_wait`               |
+//! | `cancel`       | `IORING_OP_ASYNC_CANCEL`                 | drop the op, `ECANCELED` at the next `wait`          |
 //!
 //! Both backends report the same results: `Accept`, `PollReadable` and
 //! `Timeout` complete with `Ok(0)`; `Read` and `Write` with the byte count.
@@ -44,10 +44,10 @@
 
 #![deny(unsafe_code)]
 
-pub mod epoll;
+mod epoll;
 #[cfg(test)]
 mod tests;
-pub mod uring;
+mod uring;
 
 use std::fmt;
 use std::io;
