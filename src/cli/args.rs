@@ -1,0 +1,242 @@
+//! The command line, as clap derive types, and the parsers of its values.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::daemon::DaemonConfig;
+use crate::reactor::Backend;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sprout",
+    version,
+    about = "On-demand code executor: pre-forked, confined sandboxes behind a Unix-socket daemon"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (logs to stderr; RUST_LOG filters).
+    Serve(ServeArgs),
+    /// Deploy a new version of a function.
+    Deploy(DeployArgs),
+    /// Invoke a function and print its result.
+    Invoke(InvokeArgs),
+    /// List deployed functions.
+    List(ListArgs),
+    /// Remove a function.
+    Rm(RmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Unix socket to listen on.
+    #[arg(long, env = "SPROUT_SOCKET", default_value = DaemonConfig::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Directory for the registry, function code and runtime files.
+    #[arg(long, default_value = DaemonConfig::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Force the event-loop backend (default: io_uring when the kernel
+    /// allows it, else epoll).
+    #[arg(long, value_name = "uring|epoll", value_parser = parse_backend)]
+    pub event_loop: Option<Backend>,
+    /// Largest payload (and result) in bytes; suffixes K, M, G (powers of
+    /// 1024) are accepted.
+    #[arg(long, value_name = "BYTES", default_value = "6M", value_parser = parse_size)]
+    pub max_payload: usize,
+    /// Idle pre-forked sandboxes kept per shape.
+    #[arg(long, value_name = "N", default_value_t = DaemonConfig::DEFAULT_POOL_SIZE)]
+    pub pool_size: usize,
+}
+
+/// Where the daemon listens; every client command takes it.
+#[derive(Debug, Args)]
+pub struct SocketArg {
+    /// The daemon's Unix socket.
+    #[arg(long, env = "SPROUT_SOCKET", default_value = DaemonConfig::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Function name: 1 to 64 of [A-Za-z0-9_-].
+    pub name: String,
+    /// The runtime that runs the code: python or native.
+    #[arg(long)]
+    pub runtime: String,
+    /// Entry point, e.g. app.handler (python).
+    #[arg(long)]
+    pub handler: Option<String>,
+    /// Directory holding the function's code (copied by the daemon).
+    #[arg(long, value_name = "DIR")]
+    pub code: PathBuf,
+    /// Memory limit in MiB.
+    #[arg(long, value_name = "MB")]
+    pub memory: Option<u32>,
+    /// Timeout of one invocation in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u32>,
+    /// Environment variable for the function (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    pub name: String,
+    /// The payload; "-" reads it from stdin; none sends an empty payload.
+    pub payload: Option<OsString>,
+    /// Print one JSON object with the result and its metadata.
+    #[arg(long)]
+    pub json: bool,
+    /// Refuse payloads over this many bytes before sending (match the
+    /// daemon's --max-payload).
+    #[arg(long, value_name = "BYTES", env = "SPROUT_MAX_PAYLOAD", default_value = "6M", value_parser = parse_size)]
+    pub max_payload: usize,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    s.parse::<Backend>().map_err(|e| e.to_string())
+}
+
+/// `1048576`, `512K`, `6M`, `6MiB`, `1G`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size in bytes"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("{s:?}: unknown size unit {unit:?} (use K, M or G)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// `KEY=VALUE`; the value may contain `=` and may be empty.
+pub fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("6M"), Ok(6 << 20));
+        assert_eq!(parse_size("6MiB"), Ok(6 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("5X").is_err());
+        assert!(parse_size(&format!("{}G", usize::MAX)).is_err());
+    }
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(parse_env("A="), Ok(("A".into(), "".into())));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("novalue").is_err());
+    }
+
+    #[test]
+    fn command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+
+        let cli = Cli::try_parse_from([
+            "sprout",
+            "serve",
+            "--socket",
+            "/tmp/s.sock",
+            "--event-loop",
+            "epoll",
+            "--max-payload",
+            "1M",
+            "--pool-size",
+            "4",
+        ])
+        .unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(serve.socket, PathBuf::from("/tmp/s.sock"));
+        assert_eq!(serve.event_loop, Some(Backend::Epoll));
+        assert_eq!(serve.max_payload, 1 << 20);
+        assert_eq!(serve.pool_size, 4);
+        assert!(Cli::try_parse_from(["sprout", "serve", "--event-loop", "kqueue"]).is_err());
+
+        let cli = Cli::try_parse_from([
+            "sprout",
+            "deploy",
+            "hello",
+            "--runtime",
+            "python",
+            "--handler",
+            "app.handler",
+            "--code",
+            "/srv",
+            "--env",
+            "A=1",
+            "--env",
+            "B=2",
+            "--memory",
+            "256",
+        ])
+        .unwrap();
+        let Command::Deploy(deploy) = cli.command else {
+            panic!("not deploy")
+        };
+        assert_eq!(
+            deploy.env,
+            [("A".into(), "1".into()), ("B".into(), "2".into())]
+        );
+        assert_eq!(deploy.memory, Some(256));
+        assert_eq!(deploy.timeout, None);
+
+        let cli = Cli::try_parse_from(["sprout", "invoke", "hello", "-", "--json"]).unwrap();
+        let Command::Invoke(invoke) = cli.command else {
+            panic!("not invoke")
+        };
+        assert_eq!(invoke.payload, Some(OsString::from("-")));
+        assert!(invoke.json);
+    }
+}

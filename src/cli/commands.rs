@@ -1,0 +1,111 @@
+//! Running each command: gather its input, make the client call, and hand
+//! the outcome to [`super::output`].
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::args::{DeployArgs, InvokeArgs, ListArgs, RmArgs, ServeArgs};
+use super::output::{self, Rendered, EXIT_ERROR};
+use crate::client::Client;
+use crate::daemon::DaemonConfig;
+use crate::protocol::{validate_function_name, DeploySpec};
+
+pub fn serve(args: ServeArgs) -> Rendered {
+    let config = DaemonConfig {
+        socket: args.socket,
+        state_dir: args.state_dir,
+        event_loop: args.event_loop,
+        max_payload: args.max_payload,
+        pool_size: args.pool_size,
+    };
+    match crate::daemon::run(config) {
+        Ok(()) => Rendered::default(),
+        Err(err) => Rendered::error("serve", format_args!("{err:#}"), EXIT_ERROR),
+    }
+}
+
+pub fn deploy(args: DeployArgs) -> Rendered {
+    let context = format!("deploy {}", args.name);
+    if let Err(reason) = validate_function_name(&args.name) {
+        return Rendered::error(&context, reason, EXIT_ERROR);
+    }
+    let code = match std::fs::canonicalize(&args.code) {
+        Ok(code) if code.is_dir() => code,
+        Ok(code) => {
+            return Rendered::error(
+                &context,
+                format_args!("code {} is not a directory", code.display()),
+                EXIT_ERROR,
+            )
+        }
+        Err(err) => {
+            return Rendered::error(
+                &context,
+                format_args!("code directory {}: {err}", args.code.display()),
+                EXIT_ERROR,
+            )
+        }
+    };
+    let spec = DeploySpec {
+        name: args.name,
+        runtime: args.runtime,
+        handler: args.handler,
+        code,
+        memory_mb: args.memory,
+        timeout_secs: args.timeout,
+        env: args.env.into_iter().collect::<BTreeMap<_, _>>(),
+    };
+    let socket = &args.socket.socket;
+    match Client::connect(socket).and_then(|c| c.deploy(&spec)) {
+        Ok(info) => output::deployed(&info),
+        Err(err) => output::client_error(&context, &err, socket),
+    }
+}
+
+pub fn invoke(args: InvokeArgs) -> Rendered {
+    let context = format!("invoke {}", args.name);
+    if let Err(reason) = validate_function_name(&args.name) {
+        return Rendered::error(&context, reason, EXIT_ERROR);
+    }
+    let payload = match args.payload.as_deref() {
+        None => Vec::new(),
+        Some(arg) if arg == "-" => {
+            let mut buf = Vec::new();
+            if let Err(err) = std::io::stdin().lock().read_to_end(&mut buf) {
+                return Rendered::error(
+                    &context,
+                    format_args!("read payload from stdin: {err}"),
+                    EXIT_ERROR,
+                );
+            }
+            buf
+        }
+        Some(arg) => arg.as_bytes().to_vec(),
+    };
+    let socket = &args.socket.socket;
+    let outcome = Client::connect_with_max_payload(socket, args.max_payload)
+        .and_then(|c| c.invoke(&args.name, &payload));
+    output::invoke(&args.name, &outcome, args.json, socket)
+}
+
+pub fn list(args: ListArgs) -> Rendered {
+    let socket = &args.socket.socket;
+    match Client::connect(socket).and_then(|c| c.list()) {
+        Ok(functions) => output::list(&functions, args.json),
+        Err(err) => output::client_error("list", &err, socket),
+    }
+}
+
+pub fn rm(args: RmArgs) -> Rendered {
+    let context = format!("rm {}", args.name);
+    if let Err(reason) = validate_function_name(&args.name) {
+        return Rendered::error(&context, reason, EXIT_ERROR);
+    }
+    let socket: &Path = &args.socket.socket;
+    match Client::connect(socket).and_then(|c| c.remove(&args.name)) {
+        Ok(()) => output::removed(&args.name),
+        Err(err) => output::client_error(&context, &err, socket),
+    }
+}
