@@ -1,0 +1,210 @@
+//! The assignment: the one SOCK_SEQPACKET message on a sandbox's control
+//! socket (fd 6) that turns a tenant-neutral sandbox into one function's.
+//! Its bytes are UTF-8 JSON ([`Assignment`]); its SCM_RIGHTS carries exactly
+//! one fd, a directory fd of the function's code.
+
+use std::collections::BTreeMap;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
+use serde::{Deserialize, Serialize};
+
+/// Largest assignment message accepted, in bytes.
+pub const MAX_ASSIGNMENT: usize = 65536;
+
+/// Variables the runtime environment sets from the assignment itself.
+pub const RESERVED_ENV: [&str; 4] = [
+    "SPROUT_FUNCTION",
+    "SPROUT_FUNCTION_VERSION",
+    "SPROUT_MEMORY_MB",
+    "SPROUT_TIMEOUT_MS",
+];
+
+/// Which function a sandbox now serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub function: String,
+    pub version: u64,
+    /// `module.func` for python; empty for native (the code dir's
+    /// `bootstrap` is the handler).
+    pub handler: String,
+    pub env: BTreeMap<String, String>,
+    pub memory_mb: u64,
+    pub timeout_ms: u64,
+}
+
+impl Assignment {
+    /// The environment a runtime started for this assignment gets: the
+    /// function's own variables, then `SPROUT_FUNCTION`,
+    /// `SPROUT_FUNCTION_VERSION`, `SPROUT_MEMORY_MB` and `SPROUT_TIMEOUT_MS`
+    /// (which win over a function variable of the same name).
+    pub fn runtime_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !RESERVED_ENV.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.push(("SPROUT_FUNCTION".into(), self.function.clone()));
+        env.push(("SPROUT_FUNCTION_VERSION".into(), self.version.to_string()));
+        env.push(("SPROUT_MEMORY_MB".into(), self.memory_mb.to_string()));
+        env.push(("SPROUT_TIMEOUT_MS".into(), self.timeout_ms.to_string()));
+        env
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssignmentError {
+    #[error("encoding the assignment failed")]
+    Encode(#[source] serde_json::Error),
+    #[error("the assignment is {len} bytes, over the {MAX_ASSIGNMENT}-byte limit")]
+    TooLarge { len: usize },
+    #[error("sending the assignment on the control socket failed")]
+    Send(#[source] std::io::Error),
+    #[error("receiving the assignment on the control socket failed")]
+    Recv(#[source] std::io::Error),
+    #[error("the control socket closed before an assignment came")]
+    Closed,
+    #[error("the assignment message was truncated")]
+    Truncated,
+    #[error("the assignment carried {count} descriptors, expected exactly one (the code dir)")]
+    FdCount { count: usize },
+    #[error("the assignment is not the expected JSON")]
+    Decode(#[source] serde_json::Error),
+}
+
+/// Send `assignment` with `code_dir` attached, as one message.
+pub fn send_assignment(
+    control: BorrowedFd<'_>,
+    assignment: &Assignment,
+    code_dir: BorrowedFd<'_>,
+) -> Result<(), AssignmentError> {
+    let bytes = serde_json::to_vec(assignment).map_err(AssignmentError::Encode)?;
+    if bytes.len() > MAX_ASSIGNMENT {
+        return Err(AssignmentError::TooLarge { len: bytes.len() });
+    }
+    let fds = [code_dir.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<UnixAddr>(
+        control.as_raw_fd(),
+        &[IoSlice::new(&bytes)],
+        &cmsg,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| AssignmentError::Send(e.into()))?;
+    Ok(())
+}
+
+/// Block for the assignment; returns it with the code dir fd.
+pub fn recv_assignment(control: BorrowedFd<'_>) -> Result<(Assignment, OwnedFd), AssignmentError> {
+    let mut buf = vec![0u8; MAX_ASSIGNMENT];
+    let mut cmsg_buf = nix::cmsg_space!([RawFd; 4]);
+    let (len, flags, received) = loop {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        match recvmsg::<UnixAddr>(
+            control.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_buf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => {
+                let mut received = Vec::new();
+                for cmsg in msg.cmsgs().map_err(|e| AssignmentError::Recv(e.into()))? {
+                    if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                        received.extend(fds);
+                    }
+                }
+                break (msg.bytes, msg.flags, received);
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(AssignmentError::Recv(e.into())),
+        }
+    };
+    // Own every received descriptor first, so extras are closed on any
+    // error below.
+    let mut owned = Vec::with_capacity(received.len());
+    for raw in received {
+        owned.push(crate::sys::fd::inherited(raw).map_err(AssignmentError::Recv)?);
+    }
+    if flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
+        return Err(AssignmentError::Truncated);
+    }
+    if len == 0 && owned.is_empty() {
+        return Err(AssignmentError::Closed);
+    }
+    if owned.len() != 1 {
+        return Err(AssignmentError::FdCount { count: owned.len() });
+    }
+    let assignment = serde_json::from_slice(&buf[..len]).map_err(AssignmentError::Decode)?;
+    Ok((assignment, owned.pop().expect("one fd")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsFd;
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap()
+    }
+
+    fn sample() -> Assignment {
+        Assignment {
+            function: "hello".into(),
+            version: 3,
+            handler: "app.handler".into(),
+            env: BTreeMap::from([
+                ("K".into(), "V".into()),
+                ("SPROUT_FUNCTION".into(), "spoof".into()),
+            ]),
+            memory_mb: 128,
+            timeout_ms: 3000,
+        }
+    }
+
+    #[test]
+    fn assignment_travels_with_its_code_dir() {
+        let (a, b) = pair();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("marker"), b"x").unwrap();
+        let code = std::fs::File::open(dir.path()).unwrap();
+        send_assignment(a.as_fd(), &sample(), code.as_fd()).unwrap();
+        let (got, fd) = recv_assignment(b.as_fd()).unwrap();
+        assert_eq!(got, sample());
+        let path = format!("/proc/self/fd/{}/marker", fd.as_raw_fd());
+        assert_eq!(std::fs::read(path).unwrap(), b"x");
+    }
+
+    #[test]
+    fn message_without_fd_or_after_close_is_an_error() {
+        let (a, b) = pair();
+        nix::sys::socket::send(a.as_raw_fd(), b"{}", MsgFlags::empty()).unwrap();
+        assert!(matches!(
+            recv_assignment(b.as_fd()),
+            Err(AssignmentError::FdCount { count: 0 })
+        ));
+        drop(a);
+        assert!(matches!(
+            recv_assignment(b.as_fd()),
+            Err(AssignmentError::Closed)
+        ));
+    }
+
+    #[test]
+    fn runtime_env_puts_sprout_variables_last_and_authoritative() {
+        let env = sample().runtime_env();
+        assert_eq!(env[0], ("K".into(), "V".into()));
+        assert!(env.contains(&("SPROUT_FUNCTION".into(), "hello".into())));
+        assert!(!env.contains(&("SPROUT_FUNCTION".into(), "spoof".into())));
+        assert!(env.contains(&("SPROUT_TIMEOUT_MS".into(), "3000".into())));
+    }
+}
