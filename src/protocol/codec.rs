@@ -7,8 +7,9 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use thiserror::Error;
 
+use super::binary;
 use super::frame::{encode_frame, write_header, Frame, FrameKind, HEADER_LEN};
-use super::messages::{ErrorBody, InvokeRequest, InvokeResponse, Request, Response};
+use super::messages::{Request, Response};
 use super::{validate_function_name, ErrorKind};
 
 /// A frame whose body is not a valid message. The daemon answers
@@ -60,19 +61,15 @@ struct NameBody {
     name: String,
 }
 
-const FLAG_COLD: u8 = 1 << 0;
-const FLAG_ERROR: u8 = 1 << 1;
-
 /// Append the frame for request `req` with id `request_id` to `out`.
 pub fn encode_request(request_id: u64, req: &Request, out: &mut Vec<u8>) {
     match req {
         Request::Deploy(spec) => json_frame(out, FrameKind::Deploy, request_id, spec),
         Request::Invoke(inv) => {
-            let body_len = 4 + inv.function.len() + 4 + inv.payload.len();
+            let body_len = binary::invoke_len(inv);
             out.reserve(HEADER_LEN + body_len);
             write_header(out, FrameKind::Invoke, request_id, body_len);
-            put_bytes(out, inv.function.as_bytes());
-            put_bytes(out, &inv.payload);
+            binary::encode_invoke(inv, out);
         }
         Request::List => encode_frame(out, FrameKind::List, request_id, &[]),
         Request::Remove { name } => json_frame(
@@ -97,15 +94,12 @@ pub fn decode_request(frame: &Frame) -> Result<Request, DecodeError> {
             Request::Deploy(spec)
         }
         FrameKind::Invoke => {
-            let mut r = Reader::new(&frame.body);
-            let function = r.string("function name")?;
-            let payload = r.bytes("payload")?.to_vec();
-            r.end()?;
-            check_name(&function)?;
-            Request::Invoke(InvokeRequest { function, payload })
+            let inv = binary::decode_invoke(&frame.body)?;
+            check_name(&inv.function)?;
+            Request::Invoke(inv)
         }
         FrameKind::List => {
-            Reader::new(&frame.body).end()?;
+            binary::Reader::new(&frame.body).end()?;
             Request::List
         }
         FrameKind::Remove => {
@@ -128,26 +122,8 @@ pub fn encode_response(request_id: u64, resp: &Response, out: &mut Vec<u8>) {
     match resp {
         Response::Deployed(info) => json_frame(out, FrameKind::Deployed, request_id, info),
         Response::Invoked(inv) => {
-            let mut body = Vec::with_capacity(37 + 4 + inv.result.len());
-            body.extend_from_slice(&inv.invocation_id.to_le_bytes());
-            body.extend_from_slice(&inv.sandbox.to_le_bytes());
-            body.extend_from_slice(&inv.duration_us.to_le_bytes());
-            body.extend_from_slice(&inv.total_us.to_le_bytes());
-            let mut flags = 0;
-            if inv.cold {
-                flags |= FLAG_COLD;
-            }
-            if inv.error.is_some() {
-                flags |= FLAG_ERROR;
-            }
-            body.push(flags);
-            put_bytes(&mut body, &inv.result);
-            if let Some(err) = &inv.error {
-                body.extend_from_slice(&err.kind.code().to_le_bytes());
-                put_bytes(&mut body, err.message.as_bytes());
-                put_opt(&mut body, err.error_type.as_deref());
-                put_opt(&mut body, err.stack_trace.as_deref());
-            }
+            let mut body = Vec::with_capacity(binary::invoked_len(inv));
+            binary::encode_invoked(inv, &mut body);
             encode_frame(out, FrameKind::Invoked, request_id, &body);
         }
         Response::Functions(list) => json_frame(out, FrameKind::Functions, request_id, list),
@@ -166,40 +142,7 @@ pub fn decode_response(frame: &Frame) -> Result<Response, DecodeError> {
     let kind = known_kind(frame.kind)?;
     let resp = match kind {
         FrameKind::Deployed => Response::Deployed(json_body(kind, &frame.body)?),
-        FrameKind::Invoked => {
-            let mut r = Reader::new(&frame.body);
-            let invocation_id = r.u64("invocation id")?;
-            let sandbox = r.u64("sandbox")?;
-            let duration_us = r.u64("duration")?;
-            let total_us = r.u64("total time")?;
-            let flags = r.u8("flags")?;
-            if flags & !(FLAG_COLD | FLAG_ERROR) != 0 {
-                return Err(DecodeError::BadFlags { flags });
-            }
-            let result = r.bytes("result")?.to_vec();
-            let error = if flags & FLAG_ERROR != 0 {
-                let code = r.u16("error kind")?;
-                let kind = ErrorKind::from_code(code).ok_or(DecodeError::BadErrorKind { code })?;
-                Some(ErrorBody {
-                    kind,
-                    message: r.string("error message")?,
-                    error_type: r.opt_string("error type")?,
-                    stack_trace: r.opt_string("stack trace")?,
-                })
-            } else {
-                None
-            };
-            r.end()?;
-            Response::Invoked(InvokeResponse {
-                invocation_id,
-                result,
-                error,
-                cold: flags & FLAG_COLD != 0,
-                sandbox,
-                duration_us,
-                total_us,
-            })
-        }
+        FrameKind::Invoked => Response::Invoked(binary::decode_invoked(&frame.body)?),
         FrameKind::Functions => Response::Functions(json_body(kind, &frame.body)?),
         FrameKind::Removed => {
             let NameBody { name } = json_body(kind, &frame.body)?;
@@ -244,98 +187,14 @@ fn json_body<T: DeserializeOwned>(kind: FrameKind, body: &[u8]) -> Result<T, Dec
     serde_json::from_slice(body).map_err(|source| DecodeError::BadJson { kind, source })
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = u32::try_from(bytes.len()).expect("field over 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-fn put_opt(out: &mut Vec<u8>, text: Option<&str>) {
-    match text {
-        Some(text) => {
-            out.push(1);
-            put_bytes(out, text.as_bytes());
-        }
-        None => out.push(0),
-    }
-}
-
-/// A cursor over a body; every read is checked against what remains.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(body: &'a [u8]) -> Reader<'a> {
-        Reader { rest: body }
-    }
-
-    fn take(&mut self, field: &'static str, n: u64) -> Result<&'a [u8], DecodeError> {
-        if n > self.rest.len() as u64 {
-            return Err(DecodeError::Truncated {
-                field,
-                needed: n,
-                remaining: self.rest.len(),
-            });
-        }
-        let (head, tail) = self.rest.split_at(n as usize);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.take(field, 1)?[0])
-    }
-
-    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.take(field, 2)?.try_into().unwrap()))
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.take(field, 4)?.try_into().unwrap()))
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.take(field, 8)?.try_into().unwrap()))
-    }
-
-    fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        let len = self.u32(field)?;
-        self.take(field, u64::from(len))
-    }
-
-    fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
-        let bytes = self.bytes(field)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::BadUtf8 { field })
-    }
-
-    fn opt_string(&mut self, field: &'static str) -> Result<Option<String>, DecodeError> {
-        match self.u8(field)? {
-            0 => Ok(None),
-            1 => self.string(field).map(Some),
-            flags => Err(DecodeError::BadFlags { flags }),
-        }
-    }
-
-    fn end(&self) -> Result<(), DecodeError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::TrailingBytes {
-                count: self.rest.len(),
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
     use std::path::PathBuf;
 
-    use super::super::{DeploySpec, FrameDecoder, FunctionInfo};
+    use super::super::{
+        DeploySpec, ErrorBody, FrameDecoder, FunctionInfo, InvokeRequest, InvokeResponse,
+    };
     use super::*;
 
     fn one_frame(bytes: &[u8]) -> Frame {
@@ -534,49 +393,11 @@ mod tests {
     }
 
     #[test]
-    fn lengths_past_the_end_are_refused_without_allocating() {
-        // function name claims 4 GiB - 1
-        let mut body = u32::MAX.to_le_bytes().to_vec();
-        body.extend_from_slice(b"abc");
-        let frame = Frame {
-            kind: FrameKind::Invoke.code(),
-            request_id: 1,
-            body,
-        };
-        assert!(matches!(
-            decode_request(&frame),
-            Err(DecodeError::Truncated {
-                field: "function name",
-                needed: 4294967295,
-                remaining: 3
-            })
-        ));
-        // payload length one past the end
-        let mut body = Vec::new();
-        put_bytes(&mut body, b"hello");
-        body.extend_from_slice(&4u32.to_le_bytes());
-        body.extend_from_slice(b"abc");
-        let frame = Frame {
-            kind: FrameKind::Invoke.code(),
-            request_id: 1,
-            body,
-        };
-        assert!(matches!(
-            decode_request(&frame),
-            Err(DecodeError::Truncated {
-                field: "payload",
-                needed: 4,
-                remaining: 3
-            })
-        ));
-    }
-
-    #[test]
     fn bad_fields_are_refused() {
         let invoke = |name: &[u8]| {
             let mut body = Vec::new();
-            put_bytes(&mut body, name);
-            put_bytes(&mut body, b"");
+            binary::put_bytes(&mut body, name);
+            binary::put_bytes(&mut body, b"");
             Frame {
                 kind: FrameKind::Invoke.code(),
                 request_id: 1,

@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+mod binary;
 mod codec;
 mod error_kind;
 mod frame;
