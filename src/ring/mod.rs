@@ -23,6 +23,8 @@ mod runtime;
 mod spsc;
 
 #[cfg(test)]
+mod python_tests;
+#[cfg(test)]
 mod tests;
 
 use std::io;
