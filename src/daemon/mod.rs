@@ -1,12 +1,172 @@
 //! The daemon: one event loop that owns connections, functions, sandboxes
 //! and invocations.
+//!
+//! Everything runs on one thread: the reactor (io_uring, or epoll) reports
+//! completed operations, each tagged with the [`tokens::Event`] it belongs
+//! to, and the handlers below move connections, invocations and sandboxes
+//! through their states. Nothing on this thread blocks, except sandbox
+//! teardown at shutdown.
+
+#![deny(unsafe_code)]
 
 mod config;
+mod conn;
+mod invoke;
+mod sandboxes;
+mod setup;
+mod tokens;
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 pub use config::DaemonConfig;
 
+use crate::pool::{FunctionKey, Pool};
+use crate::reactor::{Completion, Op, Reactor};
+use crate::registry::{Function, Registry};
+use crate::scheduler::{FunctionQueue, InvocationId};
+use conn::Conn;
+use invoke::Invocation;
+use tokens::Event;
+
 /// Run the daemon in the foreground until SIGTERM or SIGINT.
 pub fn run(config: DaemonConfig) -> anyhow::Result<()> {
-    let _ = config;
-    anyhow::bail!("daemon not built yet")
+    let mut daemon = setup::start(config)?;
+    let result = daemon.serve();
+    daemon.shutdown();
+    result
+}
+
+/// How often the housekeeping tick runs.
+const TICK: Duration = Duration::from_millis(250);
+/// A sandbox that has not reported READY (or INIT_OK) by then is killed.
+const BOOT_LIMIT: Duration = Duration::from_secs(20);
+/// How long an invocation may wait for a sandbox beyond its own timeout.
+const QUEUE_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// A deployed function version the daemon is serving.
+struct FnState {
+    function: Rc<Function>,
+    /// Detached read-only mount of the version's code, sent to every
+    /// sandbox assigned to it.
+    code: OwnedFd,
+    queue: FunctionQueue,
+    /// Replaced by a newer version or removed: its sandboxes end as soon
+    /// as they are idle.
+    retired: bool,
+}
+
+pub(crate) struct Daemon {
+    config: DaemonConfig,
+    reactor: Reactor,
+    registry: Registry,
+    pool: Pool,
+    functions: HashMap<FunctionKey, FnState>,
+    invocations: HashMap<InvocationId, Invocation>,
+    conns: HashMap<u64, Conn>,
+    listener: Rc<OwnedFd>,
+    signals: Rc<OwnedFd>,
+    next_conn: u64,
+    next_invocation: InvocationId,
+    /// Pool refill is paused until then after a failed spawn.
+    refill_after: Instant,
+    stopping: bool,
+}
+
+impl Daemon {
+    /// The event loop.
+    fn serve(&mut self) -> anyhow::Result<()> {
+        self.submit_accept();
+        self.submit_signal_read();
+        self.reactor.submit(Event::Tick.token(), Op::Timeout { after: TICK });
+        self.refill_pool();
+        let mut completions: Vec<Completion> = Vec::with_capacity(64);
+        while !self.stopping {
+            completions.clear();
+            self.reactor.wait(&mut completions, None)?;
+            for completion in completions.drain(..) {
+                self.dispatch(completion);
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, completion: Completion) {
+        let Some(event) = Event::from_token(completion.token) else {
+            tracing::warn!(token = completion.token, "completion with an unknown token");
+            return;
+        };
+        match event {
+            Event::Accept => self.on_accept(completion),
+            Event::Signal => self.on_signal(completion),
+            Event::Tick => self.on_tick(),
+            Event::ConnRead(id) => self.on_conn_read(id, completion),
+            Event::ConnWrite(id) => self.on_conn_write(id, completion),
+            Event::Bell(id) => self.on_bell(id, completion),
+            Event::Exit(id) => self.on_exit(id),
+            Event::QueueDeadline(id) => self.on_queue_deadline(id, completion),
+            Event::RunDeadline(id) => self.on_run_deadline(id, completion),
+        }
+    }
+
+    fn submit_signal_read(&mut self) {
+        self.reactor.submit(
+            Event::Signal.token(),
+            Op::Read {
+                fd: self.signals.clone(),
+                buf: Vec::with_capacity(128),
+            },
+        );
+    }
+
+    fn on_signal(&mut self, completion: Completion) {
+        match completion.result {
+            Ok(_) => {
+                tracing::info!("signal received, shutting down");
+                self.stopping = true;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "reading the signalfd failed");
+                self.submit_signal_read();
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        for id in self.pool.stuck_booting(BOOT_LIMIT) {
+            tracing::warn!(sandbox = id, "sandbox did not finish starting in time, killing it");
+            self.pool.kill(id, crate::pool::KillReason::BootTimeout);
+        }
+        self.refill_pool();
+        if !self.stopping {
+            self.reactor
+                .submit(Event::Tick.token(), Op::Timeout { after: TICK });
+        }
+    }
+
+    /// Kill every sandbox and wait for each to be gone; fail what is left.
+    fn shutdown(&mut self) {
+        let ids = self.pool.ids();
+        for &id in &ids {
+            self.pool.kill(id, crate::pool::KillReason::Shutdown);
+        }
+        for id in ids {
+            if let Some(slot) = self.pool.remove(id) {
+                if let Err(err) = slot.sandbox.destroy() {
+                    tracing::warn!(sandbox = id, %err, "sandbox teardown incomplete");
+                }
+            }
+        }
+        match self.pool.env().cleanup_leftovers() {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(count = n, "removed leftover sandbox cgroups at shutdown"),
+            Err(err) => tracing::warn!(%err, "cleanup at shutdown failed"),
+        }
+        if let Err(err) = std::fs::remove_file(&self.config.socket) {
+            tracing::warn!(socket = %self.config.socket.display(), %err, "could not remove the socket");
+        }
+        tracing::info!("daemon stopped");
+    }
 }

@@ -1,1 +1,251 @@
-//! TODO(skeleton): filled in by the owner of `registry`.
+//! Deployed functions: name, version, runtime, handler, code, limits and
+//! environment, persisted under the state directory.
+//!
+//! Layout: `STATE/functions/NAME/VERSION/{function.json,code/}` plus
+//! `STATE/functions/NAME/current` holding the live version number. A
+//! version's code is copied once at deploy and never changes.
+
+#![deny(unsafe_code)]
+
+mod copy;
+mod function;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use function::{Function, FunctionError};
+
+use crate::protocol::DeploySpec;
+
+/// Deploy-time validation failures and storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Invalid(#[from] FunctionError),
+    #[error("code directory {path}: {source}")]
+    ReadCode {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("store function {name} under {path}: {source}")]
+    Store {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("load registry from {path}: {source}")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The live version of every deployed function.
+pub struct Registry {
+    root: PathBuf,
+    functions: BTreeMap<String, Function>,
+}
+
+impl Registry {
+    /// Open (or create) the registry under `state_dir`, loading the live
+    /// version of each function and deleting versions no longer live.
+    pub fn open(state_dir: &Path) -> Result<Registry, RegistryError> {
+        let root = state_dir.join("functions");
+        let load_err = |source| RegistryError::Load {
+            path: root.clone(),
+            source,
+        };
+        fs::create_dir_all(&root).map_err(load_err)?;
+        let mut functions = BTreeMap::new();
+        for entry in fs::read_dir(&root).map_err(load_err)? {
+            let dir = entry.map_err(load_err)?.path();
+            match load_current(&dir) {
+                Ok(Some(function)) => {
+                    prune_versions(&dir, function.version);
+                    functions.insert(function.name.clone(), function);
+                }
+                Ok(None) => {
+                    tracing::warn!(path = %dir.display(), "removing function directory without a live version");
+                    let _ = fs::remove_dir_all(&dir);
+                }
+                Err(err) => {
+                    tracing::warn!(path = %dir.display(), %err, "skipping unreadable function")
+                }
+            }
+        }
+        Ok(Registry { root, functions })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Function> {
+        self.functions.get(name)
+    }
+
+    pub fn list(&self) -> impl Iterator<Item = &Function> {
+        self.functions.values()
+    }
+
+    /// Validate `spec`, copy its code into a new immutable version and make
+    /// that version live.
+    pub fn deploy(&mut self, spec: &DeploySpec) -> Result<Function, RegistryError> {
+        let previous = self.functions.get(&spec.name).map_or(0, |f| f.version);
+        let mut function = Function::from_spec(spec, previous + 1)?;
+        function.check_code(&spec.code)?;
+        let dir = self.root.join(&function.name);
+        let version_dir = dir.join(function.version.to_string());
+        let store_err = |source| RegistryError::Store {
+            name: function.name.clone(),
+            path: version_dir.clone(),
+            source,
+        };
+        if version_dir.exists() {
+            fs::remove_dir_all(&version_dir).map_err(store_err)?;
+        }
+        fs::create_dir_all(&version_dir).map_err(store_err)?;
+        let code_dir = version_dir.join("code");
+        function.code_bytes = copy::copy_tree(&spec.code, &code_dir).map_err(|source| {
+            let _ = fs::remove_dir_all(&version_dir);
+            RegistryError::ReadCode {
+                path: spec.code.clone(),
+                source,
+            }
+        })?;
+        write_atomic(
+            &version_dir.join("function.json"),
+            &serde_json::to_vec_pretty(&function).expect("function serializes"),
+        )
+        .map_err(store_err)?;
+        write_atomic(&dir.join("current"), function.version.to_string().as_bytes())
+            .map_err(store_err)?;
+        self.functions.insert(function.name.clone(), function.clone());
+        Ok(function)
+    }
+
+    /// Forget `name` and delete every version of its code. Sandboxes that
+    /// still run it hold their own mount of the code until they end.
+    pub fn remove(&mut self, name: &str) -> Option<Function> {
+        let function = self.functions.remove(name)?;
+        let dir = self.root.join(name);
+        if let Err(err) = fs::remove_dir_all(&dir) {
+            tracing::warn!(path = %dir.display(), %err, "could not delete removed function's files");
+        }
+        Some(function)
+    }
+
+    /// Delete the code of versions of `name` older than the live one.
+    pub fn prune(&self, name: &str) {
+        if let Some(function) = self.functions.get(name) {
+            prune_versions(&self.root.join(name), function.version);
+        }
+    }
+
+    /// Where the code of `function`'s version lives.
+    pub fn code_dir(&self, function: &Function) -> PathBuf {
+        self.root
+            .join(&function.name)
+            .join(function.version.to_string())
+            .join("code")
+    }
+}
+
+fn load_current(dir: &Path) -> io::Result<Option<Function>> {
+    let current = match fs::read_to_string(dir.join("current")) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let version = current.trim();
+    let meta = fs::read(dir.join(version).join("function.json"))?;
+    let function: Function = serde_json::from_slice(&meta)
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+    Ok(Some(function))
+}
+
+fn prune_versions(dir: &Path, live: u64) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|v| v < live);
+        if stale {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(code: &Path) -> DeploySpec {
+        DeploySpec {
+            name: "hello".into(),
+            runtime: "python".into(),
+            handler: Some("app.handler".into()),
+            code: code.to_path_buf(),
+            memory_mb: None,
+            timeout_secs: None,
+            env: BTreeMap::from([("K".into(), "V".into())]),
+        }
+    }
+
+    #[test]
+    fn deploy_persists_versions_and_reloads() {
+        let state = tempfile::tempdir().unwrap();
+        let code = tempfile::tempdir().unwrap();
+        fs::write(code.path().join("app.py"), "def handler(e, c): return e\n").unwrap();
+        fs::create_dir(code.path().join("pkg")).unwrap();
+        fs::write(code.path().join("pkg/data.txt"), "x").unwrap();
+
+        let mut registry = Registry::open(state.path()).unwrap();
+        let v1 = registry.deploy(&spec(code.path())).unwrap();
+        assert_eq!(v1.version, 1);
+        let v2 = registry.deploy(&spec(code.path())).unwrap();
+        assert_eq!(v2.version, 2);
+        assert!(registry.code_dir(&v2).join("pkg/data.txt").is_file());
+        registry.prune("hello");
+        assert!(!registry.code_dir(&v1).exists());
+
+        let reopened = Registry::open(state.path()).unwrap();
+        let loaded = reopened.get("hello").unwrap();
+        assert_eq!(loaded.version, 2);
+        assert_eq!(loaded.env.get("K").map(String::as_str), Some("V"));
+        assert_eq!(loaded.code_bytes, v2.code_bytes);
+    }
+
+    #[test]
+    fn deploy_rejects_missing_handler_module() {
+        let state = tempfile::tempdir().unwrap();
+        let code = tempfile::tempdir().unwrap();
+        let mut registry = Registry::open(state.path()).unwrap();
+        let err = registry.deploy(&spec(code.path())).unwrap_err();
+        assert!(err.to_string().contains("app.py"), "{err}");
+        assert!(registry.get("hello").is_none());
+    }
+
+    #[test]
+    fn remove_deletes_files() {
+        let state = tempfile::tempdir().unwrap();
+        let code = tempfile::tempdir().unwrap();
+        fs::write(code.path().join("app.py"), "").unwrap();
+        let mut registry = Registry::open(state.path()).unwrap();
+        registry.deploy(&spec(code.path())).unwrap();
+        assert!(registry.remove("hello").is_some());
+        assert!(!state.path().join("functions/hello").exists());
+        assert!(Registry::open(state.path()).unwrap().get("hello").is_none());
+    }
+}

@@ -1,0 +1,371 @@
+//! Invocations: accepted, queued, dispatched to a sandbox, answered.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::tokens::Event;
+use super::{Daemon, FnState, QUEUE_ALLOWANCE};
+use crate::pool::{FunctionKey, KillReason, Phase};
+use crate::protocol::{
+    DeploySpec, ErrorBody, ErrorKind, FunctionInfo, InvokeRequest, InvokeResponse, Response,
+};
+use crate::reactor::{Completion, Op};
+use crate::scheduler::{InvocationId, SandboxId};
+
+/// One accepted invocation until its answer is queued for the client.
+pub(super) struct Invocation {
+    conn: u64,
+    request_id: u64,
+    key: FunctionKey,
+    /// Handed to the sandbox at dispatch.
+    payload: Vec<u8>,
+    accepted: Instant,
+    dispatched: Option<Instant>,
+    pub(super) sandbox: Option<SandboxId>,
+    cold: bool,
+}
+
+impl Daemon {
+    pub(super) fn deploy(&mut self, spec: &DeploySpec) -> anyhow::Result<FunctionInfo> {
+        let function = self.registry.deploy(spec)?;
+        let info = function.info();
+        let old = self.current_key(&function.name).filter(|k| k.1 != function.version);
+        if let Err(err) = self.serve_version(function) {
+            // The version is stored but cannot run: take it back out.
+            self.registry.remove(&spec.name);
+            return Err(err);
+        }
+        if let Some(old) = old {
+            let moved = self.retire(&old);
+            let new = (info.name.clone(), info.version);
+            for invocation in moved {
+                self.requeue(invocation, &new);
+            }
+            self.pump(&new);
+        }
+        tracing::info!(function = %info.name, version = info.version, "deployed");
+        Ok(info)
+    }
+
+    /// Stop serving `name`: its queued invocations fail with NotFound.
+    pub(super) fn remove_function(&mut self, name: &str) -> bool {
+        let Some(key) = self.current_key(name) else {
+            return false;
+        };
+        self.registry.remove(name);
+        for invocation in self.retire(&key) {
+            self.fail(
+                invocation,
+                ErrorKind::NotFound,
+                format!("function {name} was removed"),
+            );
+        }
+        tracing::info!(function = name, "removed");
+        true
+    }
+
+    /// The live version of a function, if it is deployed and served.
+    fn current_key(&self, name: &str) -> Option<FunctionKey> {
+        let function = self.registry.get(name)?;
+        let key = (function.name.clone(), function.version);
+        self.functions.contains_key(&key).then_some(key)
+    }
+
+    /// Mark a version retired: idle sandboxes end now, busy ones when they
+    /// finish. Returns the invocations still queued for it.
+    fn retire(&mut self, key: &FunctionKey) -> Vec<InvocationId> {
+        let Some(state) = self.functions.get_mut(key) else {
+            return Vec::new();
+        };
+        state.retired = true;
+        let pending = state.queue.drain_pending();
+        for sandbox in state.queue.take_idle() {
+            self.pool.kill(sandbox, KillReason::Retired);
+        }
+        // Sandboxes still starting for it are killed too: they never served.
+        let starting: Vec<SandboxId> = self
+            .pool
+            .ids()
+            .into_iter()
+            .filter(|&id| {
+                self.pool
+                    .get(id)
+                    .is_some_and(|s| s.function.as_ref() == Some(key) && s.is_starting())
+            })
+            .collect();
+        for sandbox in starting {
+            self.pool.kill(sandbox, KillReason::Retired);
+        }
+        self.forget_if_drained(key);
+        pending
+    }
+
+    /// Drop a retired version once none of its sandboxes is left.
+    pub(super) fn forget_if_drained(&mut self, key: &FunctionKey) {
+        let drained = self
+            .functions
+            .get(key)
+            .is_some_and(|s| s.retired && s.queue.live() == 0);
+        if drained {
+            self.functions.remove(key);
+            self.registry.prune(&key.0);
+        }
+    }
+
+    fn requeue(&mut self, id: InvocationId, key: &FunctionKey) {
+        let Some(invocation) = self.invocations.get_mut(&id) else {
+            return;
+        };
+        invocation.key = key.clone();
+        let queued = self
+            .functions
+            .get_mut(key)
+            .map(|state| state.queue.enqueue(id));
+        match queued {
+            Some(Ok(())) => {}
+            Some(Err(throttled)) => self.fail(id, ErrorKind::Throttled, throttled.to_string()),
+            None => self.fail(id, ErrorKind::NotFound, "function is gone".into()),
+        }
+    }
+
+    pub(super) fn start_invocation(&mut self, conn: u64, request_id: u64, request: InvokeRequest) {
+        // Refused before reaching a sandbox: an Error frame (docs/protocol.md).
+        let reject = |daemon: &mut Daemon, kind, message: String| {
+            daemon.respond(
+                conn,
+                request_id,
+                &Response::Error(ErrorBody::new(kind, message)),
+            );
+        };
+        if request.payload.len() > self.config.max_payload {
+            let message = format!(
+                "payload of {} bytes is over the {} byte limit",
+                request.payload.len(),
+                self.config.max_payload
+            );
+            return reject(self, ErrorKind::TooLarge, message);
+        }
+        let Some(key) = self.current_key(&request.function) else {
+            let message = format!("no function named {}", request.function);
+            return reject(self, ErrorKind::NotFound, message);
+        };
+        let id = self.next_invocation;
+        self.next_invocation += 1;
+        let state = self.functions.get_mut(&key).expect("current key is served");
+        if let Err(throttled) = state.queue.enqueue(id) {
+            return reject(self, ErrorKind::Throttled, throttled.to_string());
+        }
+        let wait = Duration::from_secs(state.function.timeout_secs.into()) + QUEUE_ALLOWANCE;
+        self.invocations.insert(
+            id,
+            Invocation {
+                conn,
+                request_id,
+                key: key.clone(),
+                payload: request.payload,
+                accepted: Instant::now(),
+                dispatched: None,
+                sandbox: None,
+                cold: false,
+            },
+        );
+        self.reactor
+            .submit(Event::QueueDeadline(id).token(), Op::Timeout { after: wait });
+        self.pump(&key);
+    }
+
+    /// Pair queued invocations with idle sandboxes, then start as many
+    /// sandboxes as the queue depth calls for.
+    pub(super) fn pump(&mut self, key: &FunctionKey) {
+        while let Some((invocation, sandbox)) = self
+            .functions
+            .get_mut(key)
+            .and_then(|s| s.queue.next_dispatch())
+        {
+            self.run_on(invocation, sandbox);
+        }
+        let wanted = self
+            .functions
+            .get(key)
+            .filter(|s| !s.retired)
+            .map_or(0, |s| s.queue.wanted_starts());
+        for _ in 0..wanted {
+            if !self.provision(key) {
+                break;
+            }
+        }
+    }
+
+    /// Write an invocation into an idle sandbox's ring.
+    fn run_on(&mut self, id: InvocationId, sandbox: SandboxId) {
+        let Some(invocation) = self.invocations.get_mut(&id) else {
+            // Its deadline passed in the queue; the sandbox pulls again.
+            self.sandbox_idle(sandbox);
+            return;
+        };
+        let Some(state) = self.functions.get(&invocation.key) else {
+            return;
+        };
+        let timeout = Duration::from_secs(state.function.timeout_secs.into());
+        let Some(slot) = self.pool.get_mut(sandbox) else {
+            return;
+        };
+        let deadline_ms = (SystemTime::now() + timeout)
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let meta = format!(r#"{{"id":{id},"deadline_ms":{deadline_ms}}}"#);
+        let payload = std::mem::take(&mut invocation.payload);
+        invocation.dispatched = Some(Instant::now());
+        invocation.sandbox = Some(sandbox);
+        invocation.cold = slot.served == 0;
+        slot.phase = Phase::Busy(id);
+        let sent = slot.ring.send_invoke(id, meta.as_bytes(), &payload);
+        self.reactor.cancel(Event::QueueDeadline(id).token());
+        self.reactor
+            .submit(Event::RunDeadline(id).token(), Op::Timeout { after: timeout });
+        if let Err(err) = sent {
+            tracing::warn!(sandbox, %err, "ring refused an invocation");
+            self.pool.kill(sandbox, KillReason::RingViolation);
+            self.fail(
+                id,
+                ErrorKind::RuntimeCrash,
+                format!("sandbox ring failed: {err}"),
+            );
+        }
+    }
+
+    /// A sandbox finished an invocation (or an invocation it was meant for
+    /// vanished): it pulls the next one, or ends if its version is retired.
+    pub(super) fn sandbox_idle(&mut self, sandbox: SandboxId) {
+        let Some(slot) = self.pool.get_mut(sandbox) else {
+            return;
+        };
+        let Some(key) = slot.function.clone() else {
+            return;
+        };
+        slot.phase = Phase::Idle;
+        match self.functions.get_mut(&key) {
+            Some(state) if !state.retired => {
+                state.queue.sandbox_idle(sandbox);
+                self.pump(&key);
+            }
+            _ => self.pool.kill(sandbox, KillReason::Retired),
+        }
+    }
+
+    /// Answer an invocation with the function's result.
+    pub(super) fn succeed(&mut self, id: InvocationId, result: Vec<u8>) {
+        if result.len() > self.config.max_payload {
+            let message = format!(
+                "result of {} bytes is over the {} byte limit",
+                result.len(),
+                self.config.max_payload
+            );
+            return self.fail(id, ErrorKind::TooLarge, message);
+        }
+        self.finish(id, result, None);
+    }
+
+    pub(super) fn fail(&mut self, id: InvocationId, kind: ErrorKind, message: String) {
+        self.finish(id, Vec::new(), Some(ErrorBody::new(kind, message)));
+    }
+
+    pub(super) fn fail_with(&mut self, id: InvocationId, error: ErrorBody) {
+        self.finish(id, Vec::new(), Some(error));
+    }
+
+    fn finish(&mut self, id: InvocationId, result: Vec<u8>, error: Option<ErrorBody>) {
+        let Some(invocation) = self.invocations.remove(&id) else {
+            return;
+        };
+        let now = Instant::now();
+        match invocation.dispatched {
+            Some(_) => self.reactor.cancel(Event::RunDeadline(id).token()),
+            None => {
+                self.reactor.cancel(Event::QueueDeadline(id).token());
+                if let Some(state) = self.functions.get_mut(&invocation.key) {
+                    state.queue.withdraw(id);
+                }
+            }
+        }
+        if let Some(error) = &error {
+            tracing::debug!(invocation = id, kind = %error.kind, message = %error.message, "invocation failed");
+        }
+        let response = Response::Invoked(InvokeResponse {
+            invocation_id: id,
+            result,
+            error,
+            cold: invocation.cold,
+            sandbox: invocation.sandbox.unwrap_or(0),
+            duration_us: invocation
+                .dispatched
+                .map_or(0, |d| micros(now.duration_since(d))),
+            total_us: micros(now.duration_since(invocation.accepted)),
+        });
+        self.respond(invocation.conn, invocation.request_id, &response);
+    }
+
+    pub(super) fn on_queue_deadline(&mut self, id: InvocationId, completion: Completion) {
+        if completion.result.is_err() {
+            return; // cancelled: the invocation was dispatched or answered
+        }
+        let queued = self
+            .invocations
+            .get(&id)
+            .is_some_and(|i| i.dispatched.is_none());
+        if queued {
+            let waited = self.invocations[&id].accepted.elapsed();
+            self.fail(
+                id,
+                ErrorKind::Timeout,
+                format!(
+                    "no sandbox became free within {} ms",
+                    waited.as_millis()
+                ),
+            );
+        }
+    }
+
+    pub(super) fn on_run_deadline(&mut self, id: InvocationId, completion: Completion) {
+        if completion.result.is_err() {
+            return;
+        }
+        let Some(invocation) = self.invocations.get(&id) else {
+            return;
+        };
+        let (Some(sandbox), Some(started)) = (invocation.sandbox, invocation.dispatched) else {
+            return;
+        };
+        let timeout = self
+            .functions
+            .get(&invocation.key)
+            .map_or(0, |s| s.function.timeout_secs);
+        tracing::info!(invocation = id, sandbox, "handler timed out, killing its sandbox");
+        self.pool.kill(sandbox, KillReason::Timeout);
+        self.fail(
+            id,
+            ErrorKind::Timeout,
+            format!(
+                "handler ran past its {timeout} s timeout (killed after {} ms)",
+                started.elapsed().as_millis()
+            ),
+        );
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl FnState {
+    pub(super) fn assignment(&self) -> crate::sandbox::Assignment {
+        let f = &self.function;
+        crate::sandbox::Assignment {
+            function: f.name.clone(),
+            version: f.version,
+            handler: f.handler.clone(),
+            env: f.env.clone(),
+            memory_mb: f.memory_mb,
+            timeout_ms: u64::from(f.timeout_secs) * 1000,
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! One deployed function version and its validation.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{self, DeploySpec, FunctionInfo};
+use crate::sandbox::RuntimeKind;
+
+/// Why a deploy request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error("invalid function name: {0}")]
+    Name(String),
+    #[error("unknown runtime {0:?} (expected one of: native, python)")]
+    Runtime(String),
+    #[error("the python runtime needs --handler MODULE.FUNCTION, got {0:?}")]
+    Handler(String),
+    #[error("memory {0} MB is outside {min}..={max} MB", min = Function::MIN_MEMORY_MB, max = Function::MAX_MEMORY_MB)]
+    Memory(u32),
+    #[error("timeout {0} s is outside 1..={max} s", max = Function::MAX_TIMEOUT_SECS)]
+    Timeout(u32),
+    #[error("invalid environment variable name {0:?}")]
+    EnvName(String),
+    #[error("code directory {0} must be an absolute path to a directory")]
+    CodeDir(String),
+    #[error("code directory {dir} has no {file} (needed by handler {handler:?})")]
+    HandlerModule {
+        dir: String,
+        file: String,
+        handler: String,
+    },
+    #[error("code directory {0} has no executable `bootstrap` (build one with runtimes/native)")]
+    Bootstrap(String),
+}
+
+/// A function version as stored in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Function {
+    pub name: String,
+    pub version: u64,
+    pub runtime: RuntimeKind,
+    /// `module.function` for python; empty for native.
+    pub handler: String,
+    pub memory_mb: u32,
+    pub timeout_secs: u32,
+    pub env: BTreeMap<String, String>,
+    pub code_bytes: u64,
+    pub deployed_at_unix: u64,
+}
+
+impl Function {
+    pub const DEFAULT_MEMORY_MB: u32 = 128;
+    pub const MIN_MEMORY_MB: u32 = 64;
+    pub const MAX_MEMORY_MB: u32 = 10_240;
+    pub const DEFAULT_TIMEOUT_SECS: u32 = 3;
+    pub const MAX_TIMEOUT_SECS: u32 = 900;
+
+    /// Validate a deploy request into version `version` (code not yet
+    /// checked: see [`Function::check_code`]).
+    pub fn from_spec(spec: &DeploySpec, version: u64) -> Result<Function, FunctionError> {
+        protocol::validate_function_name(&spec.name).map_err(FunctionError::Name)?;
+        let runtime: RuntimeKind = spec
+            .runtime
+            .parse()
+            .map_err(|_| FunctionError::Runtime(spec.runtime.clone()))?;
+        let handler = match runtime {
+            RuntimeKind::Python => {
+                let handler = spec.handler.clone().unwrap_or_default();
+                let valid = handler
+                    .rsplit_once('.')
+                    .is_some_and(|(module, func)| is_dotted_name(module) && is_identifier(func));
+                if !valid {
+                    return Err(FunctionError::Handler(handler));
+                }
+                handler
+            }
+            RuntimeKind::Native => String::new(),
+        };
+        let memory_mb = spec.memory_mb.unwrap_or(Self::DEFAULT_MEMORY_MB);
+        if !(Self::MIN_MEMORY_MB..=Self::MAX_MEMORY_MB).contains(&memory_mb) {
+            return Err(FunctionError::Memory(memory_mb));
+        }
+        let timeout_secs = spec.timeout_secs.unwrap_or(Self::DEFAULT_TIMEOUT_SECS);
+        if !(1..=Self::MAX_TIMEOUT_SECS).contains(&timeout_secs) {
+            return Err(FunctionError::Timeout(timeout_secs));
+        }
+        if let Some(bad) = spec.env.keys().find(|k| !is_env_name(k)) {
+            return Err(FunctionError::EnvName(bad.clone()));
+        }
+        Ok(Function {
+            name: spec.name.clone(),
+            version,
+            runtime,
+            handler,
+            memory_mb,
+            timeout_secs,
+            env: spec.env.clone(),
+            code_bytes: 0,
+            deployed_at_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        })
+    }
+
+    /// Check that `dir` holds what the runtime will load.
+    pub fn check_code(&self, dir: &Path) -> Result<(), FunctionError> {
+        let shown = dir.display().to_string();
+        if !dir.is_absolute() || !dir.is_dir() {
+            return Err(FunctionError::CodeDir(shown));
+        }
+        match self.runtime {
+            RuntimeKind::Python => {
+                let (module, _) = self.handler.rsplit_once('.').expect("validated handler");
+                let rel = module.replace('.', "/");
+                let file = format!("{rel}.py");
+                if dir.join(&file).is_file() || dir.join(&rel).join("__init__.py").is_file() {
+                    Ok(())
+                } else {
+                    Err(FunctionError::HandlerModule {
+                        dir: shown,
+                        file,
+                        handler: self.handler.clone(),
+                    })
+                }
+            }
+            RuntimeKind::Native => {
+                let executable = std::fs::metadata(dir.join("bootstrap"))
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+                if executable {
+                    Ok(())
+                } else {
+                    Err(FunctionError::Bootstrap(shown))
+                }
+            }
+        }
+    }
+
+    pub fn info(&self) -> FunctionInfo {
+        FunctionInfo {
+            name: self.name.clone(),
+            version: self.version,
+            runtime: self.runtime.to_string(),
+            handler: (!self.handler.is_empty()).then(|| self.handler.clone()),
+            memory_mb: self.memory_mb,
+            timeout_secs: self.timeout_secs,
+            env: self.env.clone(),
+            code_bytes: self.code_bytes,
+            deployed_at_unix: self.deployed_at_unix,
+        }
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_dotted_name(s: &str) -> bool {
+    s.split('.').all(is_identifier)
+}
+
+fn is_env_name(s: &str) -> bool {
+    is_identifier(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(runtime: &str, handler: Option<&str>) -> DeploySpec {
+        DeploySpec {
+            name: "f".into(),
+            runtime: runtime.into(),
+            handler: handler.map(Into::into),
+            code: "/nonexistent".into(),
+            memory_mb: None,
+            timeout_secs: None,
+            env: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn validates_handler_runtime_and_limits() {
+        assert!(Function::from_spec(&spec("python", Some("app.handler")), 1).is_ok());
+        assert!(Function::from_spec(&spec("python", Some("pkg.mod.fn")), 1).is_ok());
+        for bad in [None, Some("app"), Some("app."), Some(".fn"), Some("a-b.fn")] {
+            assert!(matches!(
+                Function::from_spec(&spec("python", bad), 1),
+                Err(FunctionError::Handler(_))
+            ));
+        }
+        assert!(matches!(
+            Function::from_spec(&spec("cobol", None), 1),
+            Err(FunctionError::Runtime(_))
+        ));
+        let native = Function::from_spec(&spec("native", None), 1).unwrap();
+        assert_eq!(native.memory_mb, Function::DEFAULT_MEMORY_MB);
+        assert_eq!(native.timeout_secs, Function::DEFAULT_TIMEOUT_SECS);
+
+        let mut s = spec("native", None);
+        s.memory_mb = Some(1);
+        assert!(matches!(
+            Function::from_spec(&s, 1),
+            Err(FunctionError::Memory(1))
+        ));
+        s.memory_mb = None;
+        s.timeout_secs = Some(0);
+        assert!(matches!(
+            Function::from_spec(&s, 1),
+            Err(FunctionError::Timeout(0))
+        ));
+        s.timeout_secs = None;
+        s.env.insert("BAD=NAME".into(), "v".into());
+        assert!(matches!(
+            Function::from_spec(&s, 1),
+            Err(FunctionError::EnvName(_))
+        ));
+    }
+
+    #[test]
+    fn native_code_needs_executable_bootstrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Function::from_spec(&spec("native", None), 1).unwrap();
+        assert!(matches!(
+            f.check_code(dir.path()),
+            Err(FunctionError::Bootstrap(_))
+        ));
+        let bootstrap = dir.path().join("bootstrap");
+        std::fs::write(&bootstrap, "#!/bin/sh\n").unwrap();
+        assert!(f.check_code(dir.path()).is_err());
+        std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(f.check_code(dir.path()).is_ok());
+    }
+}
