@@ -128,7 +128,10 @@ impl SharedMapping {
     /// mapping. Offsets are layout constants, never bytes read from the
     /// mapping, so this is a bug in the caller, not hostile input.
     pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset.is_multiple_of(8), "atomic at unaligned offset {offset}");
+        assert!(
+            offset.is_multiple_of(8),
+            "atomic at unaligned offset {offset}"
+        );
         if let Err(err) = self.check(offset, 8) {
             panic!("atomic_u64: {err}");
         }
