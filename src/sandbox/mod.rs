@@ -1,10 +1,268 @@
 //! Creating and confining one sandbox.
+//!
+//! The daemon side ([`SandboxEnv::spawn`], in `spawn.rs`) creates the
+//! cgroup, clones the child into fresh user, pid, mount, net, ipc and uts
+//! namespaces, writes its id maps and hands it its configuration. The child
+//! re-executes the sprout binary as `sprout-sandbox-init` ([`init_main`]),
+//! which runs [`confine::confine`] — one linear function whose order is the
+//! security argument — and then execs the runtime (`runtime.rs`).
+//!
+//! Files: `spawn.rs` (daemon side of creation), `handle.rs` ([`Sandbox`]),
+//! `env.rs` ([`SandboxEnv`], prepared once per daemon), `etc.rs` (the
+//! curated /etc), `config.rs` (what the daemon sends the init), `init.rs`,
+//! `confine.rs`, `namespaces.rs`, `rootfs.rs`, `rlimits.rs`, `caps.rs`,
+//! `runtime.rs` (exec of the runtime, native loader), `code.rs`
+//! ([`open_code_mount`]), `cgroup.rs`, `seccomp.rs`.
+
+#![deny(unsafe_code)]
 
 pub mod cgroup;
 pub mod seccomp;
 
-/// Entry point of the re-executed sandbox init process (`argv[0]` is
-/// `sprout-sandbox-init`).
-pub fn init_main() -> i32 {
-    127
+mod caps;
+mod code;
+mod config;
+mod confine;
+mod env;
+mod etc;
+mod handle;
+mod init;
+mod namespaces;
+mod rlimits;
+mod rootfs;
+mod runtime;
+mod spawn;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use cgroup::MemoryReport;
+pub use code::open_code_mount;
+pub use confine::{ConfineError, Step};
+pub use env::SandboxEnv;
+pub use handle::Sandbox;
+pub use init::init_main;
+
+/// The language runtime a sandbox runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// A Rust binary linked against `sprout-runtime`, exec'd from the
+    /// function's code directory (`bootstrap`).
+    Native,
+    /// `/usr/bin/python3 -I` running the bootstrap in runtimes/python.
+    Python,
+}
+
+impl RuntimeKind {
+    pub fn all() -> [RuntimeKind; 2] {
+        [RuntimeKind::Native, RuntimeKind::Python]
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Native => "native",
+            RuntimeKind::Python => "python",
+        }
+    }
+
+    /// The short tag used in process names (`sprout:py[12]`).
+    pub(crate) fn tag(self) -> &'static str {
+        match self {
+            RuntimeKind::Native => "native",
+            RuntimeKind::Python => "py",
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RuntimeKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RuntimeKind, String> {
+        match s {
+            "native" => Ok(RuntimeKind::Native),
+            "python" => Ok(RuntimeKind::Python),
+            other => Err(format!(
+                "unknown runtime {other:?} (expected native or python)"
+            )),
+        }
+    }
+}
+
+/// Resource limits of one sandbox: cgroup (memory, pids, cpu), /tmp size
+/// and rlimits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    pub pids_max: u64,
+    pub cpu_shares: u64,
+    pub tmp_bytes: u64,
+    pub tmp_inodes: u64,
+    pub nofile: u64,
+    pub fsize_bytes: u64,
+}
+
+impl Limits {
+    /// Defaults for a memory class: pids 256, cpu shares 1024 per GiB (at
+    /// least 128), /tmp 64 MiB and 4096 inodes, 1024 files, 64 MiB per file.
+    pub fn for_memory_mb(mb: u32) -> Limits {
+        let mb = u64::from(mb.max(1));
+        Limits {
+            memory_bytes: mb << 20,
+            pids_max: 256,
+            cpu_shares: (mb * 1024 / 1024).max(128),
+            tmp_bytes: 64 << 20,
+            tmp_inodes: 4096,
+            nofile: 1024,
+            fsize_bytes: 64 << 20,
+        }
+    }
+
+    pub(crate) fn cgroup(&self) -> cgroup::CgroupLimits {
+        cgroup::CgroupLimits {
+            memory_bytes: self.memory_bytes,
+            pids_max: self.pids_max,
+            cpu_shares: self.cpu_shares,
+        }
+    }
+}
+
+/// What a pooled sandbox is told when it is given a function (sent with the
+/// code directory's descriptor on the control socket, fd 6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub function: String,
+    pub version: u64,
+    pub handler: String,
+    pub env: BTreeMap<String, String>,
+    pub memory_mb: u32,
+    pub timeout_ms: u64,
+}
+
+/// The largest assignment message (JSON) the control socket carries.
+pub const MAX_ASSIGNMENT_BYTES: usize = 64 * 1024;
+
+/// Failures on the daemon side of a sandbox's life.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("create state directory {}", path.display())]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("assemble the sandbox /etc in {}", path.display())]
+    PrepareEtc {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("write the {runtime} runtime files to {}", path.display())]
+    PrepareRuntime {
+        runtime: RuntimeKind,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("open {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("compile the {runtime} seccomp policy")]
+    Seccomp {
+        runtime: RuntimeKind,
+        #[source]
+        source: seccomp::SeccompError,
+    },
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("invalid instance name {instance:?}: use letters, digits, '-' and '_'")]
+    InstanceName { instance: String },
+    #[error("prepare descriptors for sandbox {id}")]
+    Descriptors {
+        id: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("clone sandbox {id} (hint: user namespaces must be enabled: sysctl user.max_user_namespaces > 0, and the daemon must not run in a chroot)")]
+    Clone {
+        id: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("write {file} of sandbox {id} (pid {pid})")]
+    IdMap {
+        id: u64,
+        pid: i32,
+        file: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("send the configuration to sandbox {id}")]
+    SendConfig {
+        id: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("assignment for sandbox {id} is {len} bytes, more than {MAX_ASSIGNMENT_BYTES}")]
+    AssignmentTooLarge { id: u64, len: usize },
+    #[error("send the assignment to sandbox {id}")]
+    Assign {
+        id: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reap sandbox {id} (pid {pid})")]
+    Reap {
+        id: u64,
+        pid: i32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("open the code directory {} as a detached read-only mount", path.display())]
+    CodeMount {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_kind_round_trips() {
+        for kind in RuntimeKind::all() {
+            assert_eq!(kind.to_string().parse::<RuntimeKind>().unwrap(), kind);
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""));
+            assert_eq!(serde_json::from_str::<RuntimeKind>(&json).unwrap(), kind);
+        }
+        assert!("ruby".parse::<RuntimeKind>().is_err());
+    }
+
+    #[test]
+    fn limits_scale_cpu_with_memory() {
+        let small = Limits::for_memory_mb(128);
+        assert_eq!(small.memory_bytes, 128 << 20);
+        assert_eq!(small.cpu_shares, 128);
+        let big = Limits::for_memory_mb(2048);
+        assert_eq!(big.cpu_shares, 2048);
+        assert_eq!(big.pids_max, 256);
+        assert_eq!(big.tmp_bytes, 64 << 20);
+    }
 }

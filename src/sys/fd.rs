@@ -1,7 +1,7 @@
 //! File descriptor plumbing.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Take ownership of a descriptor this process was started with at a fixed
 /// number (a runtime's ring fds, say).
@@ -19,6 +19,19 @@ pub fn inherited(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `fcntl(F_DUPFD_CLOEXEC, min)`: a close-on-exec duplicate numbered `min`
+/// or above (so moving it onto a low fixed number cannot clobber another
+/// source).
+pub fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor and touches no memory.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -27,5 +40,16 @@ mod tests {
     fn inherited_rejects_closed_descriptor() {
         let err = inherited(987_654).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[test]
+    fn dup_at_least_numbers_high_and_cloexec() {
+        use std::os::fd::AsFd;
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let dup = dup_at_least(file.as_fd(), 64).unwrap();
+        assert!(dup.as_raw_fd() >= 64);
+        // SAFETY: F_GETFD on a descriptor we own.
+        let flags = unsafe { libc::fcntl(dup.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
     }
 }

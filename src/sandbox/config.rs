@@ -1,0 +1,67 @@
+//! What the daemon hands the sandbox init: the descriptor layout and the
+//! configuration sent as JSON on the config pipe (fd 7).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Limits, RuntimeKind};
+
+/// Descriptor numbers in the sandbox. 3 to 6 stay open for the runtime;
+/// 7 and up are closed by [`super::confine::confine`] before exec.
+pub mod fds {
+    /// The ring's memfd.
+    pub const RING: i32 = 3;
+    /// Eventfd the daemon rings when it pushed a request.
+    pub const REQUEST_BELL: i32 = 4;
+    /// Eventfd the runtime rings when it pushed a response.
+    pub const RESPONSE_BELL: i32 = 5;
+    /// The sandbox end of the control socket (`SOCK_SEQPACKET`): the
+    /// assignment arrives here.
+    pub const CONTROL: i32 = 6;
+    /// The config pipe: one sync byte, then the JSON [`super::InitConfig`].
+    pub const CONFIG: i32 = 7;
+    /// The first descriptor `confine` closes.
+    pub const FIRST_CLOSED: i32 = 7;
+}
+
+/// The largest configuration the init accepts.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// Everything the init needs that is not a descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitConfig {
+    pub id: u64,
+    pub runtime: RuntimeKind,
+    pub limits: Limits,
+    pub hostname: String,
+    /// The curated /etc, relative to the init's working directory
+    /// (STATE/rootfs, entered by the child before its uid changed).
+    pub etc_dir: String,
+    /// Where the root tmpfs is mounted (relative, as above).
+    pub newroot_dir: String,
+    /// The runtime's files, bound at /opt/sprout/runtime (relative, as above).
+    pub runtime_dir: String,
+    /// The runtime's seccomp filter, compiled once per daemon start: raw
+    /// `sock_filter` instructions, 8 bytes each.
+    pub seccomp: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_as_json() {
+        let config = InitConfig {
+            id: 7,
+            runtime: RuntimeKind::Python,
+            limits: Limits::for_memory_mb(256),
+            hostname: "sprout".into(),
+            etc_dir: "etc".into(),
+            newroot_dir: "newroot".into(),
+            runtime_dir: "runtimes/python".into(),
+            seccomp: vec![1, 2, 3, 4, 5, 6, 7, 8],
+        };
+        let json = serde_json::to_vec(&config).unwrap();
+        assert_eq!(serde_json::from_slice::<InitConfig>(&json).unwrap(), config);
+    }
+}

@@ -1,0 +1,147 @@
+//! [`Sandbox`]: the daemon's handle on one live sandbox.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::rc::Rc;
+
+use super::cgroup::{MemoryReport, SandboxCgroup};
+use super::spawn::Spawned;
+use super::{Assignment, RuntimeKind, SandboxError, MAX_ASSIGNMENT_BYTES};
+use crate::sys::process;
+
+/// One sandbox: its init process (pid 1 of its pid namespace), its pidfd,
+/// the daemon end of its control socket and its cgroup. Dropping it without
+/// [`Sandbox::destroy`] still kills it and removes the cgroup.
+#[derive(Debug)]
+pub struct Sandbox {
+    id: u64,
+    pid: i32,
+    host_uid: u32,
+    runtime: RuntimeKind,
+    pidfd: Rc<OwnedFd>,
+    control: OwnedFd,
+    cgroup: Option<SandboxCgroup>,
+}
+
+impl Sandbox {
+    pub(super) fn new(parts: Spawned, cgroup: SandboxCgroup) -> Sandbox {
+        Sandbox {
+            id: parts.id,
+            pid: parts.pid,
+            host_uid: parts.host_uid,
+            runtime: parts.runtime,
+            pidfd: parts.pidfd,
+            control: parts.control,
+            cgroup: Some(cgroup),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The init's pid in the daemon's pid namespace.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn host_uid(&self) -> u32 {
+        self.host_uid
+    }
+
+    pub fn runtime(&self) -> RuntimeKind {
+        self.runtime
+    }
+
+    /// Readable once the sandbox's init has exited.
+    pub fn pidfd(&self) -> Rc<OwnedFd> {
+        Rc::clone(&self.pidfd)
+    }
+
+    /// Hand the sandbox its function: one `SOCK_SEQPACKET` message on the
+    /// control socket, the assignment as JSON plus the code directory's
+    /// descriptor. Never blocks.
+    pub fn assign(
+        &self,
+        code: BorrowedFd<'_>,
+        assignment: &Assignment,
+    ) -> Result<(), SandboxError> {
+        let json = serde_json::to_vec(assignment).map_err(|e| SandboxError::Assign {
+            id: self.id,
+            source: e.into(),
+        })?;
+        if json.len() > MAX_ASSIGNMENT_BYTES {
+            return Err(SandboxError::AssignmentTooLarge {
+                id: self.id,
+                len: json.len(),
+            });
+        }
+        crate::sys::socket::send_with_fd(self.control.as_fd(), &json, Some(code)).map_err(
+            |source| SandboxError::Assign {
+                id: self.id,
+                source,
+            },
+        )
+    }
+
+    /// Why the init failed, when it did: the message it wrote on the control
+    /// socket before exiting (read without blocking).
+    pub fn init_error(&self) -> Option<String> {
+        let mut buf = vec![0u8; 4096];
+        match crate::sys::socket::recv_nonblocking(self.control.as_fd(), &mut buf) {
+            Ok(Some(n)) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            _ => None,
+        }
+    }
+
+    /// SIGKILL the init (and with it the whole pid namespace). Idempotent;
+    /// failures (already reaped) are ignored.
+    pub fn kill(&self) {
+        if let Err(err) = process::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL) {
+            tracing::trace!(sandbox = self.id, ?err, "kill");
+        }
+    }
+
+    pub fn memory_report(&self) -> MemoryReport {
+        self.cgroup
+            .as_ref()
+            .map(SandboxCgroup::memory_report)
+            .unwrap_or_default()
+    }
+
+    /// Kill, reap through the pidfd and remove the cgroup: nothing of the
+    /// sandbox is left.
+    pub fn destroy(mut self) -> Result<(), SandboxError> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), SandboxError> {
+        let Some(cgroup) = self.cgroup.take() else {
+            return Ok(());
+        };
+        self.kill();
+        match process::pidfd_wait(self.pidfd.as_fd(), false) {
+            Ok(_) => {}
+            // Reaped already (by whoever else waited on it).
+            Err(err) if err.raw_os_error() == Some(libc::ECHILD) => {}
+            Err(source) => {
+                return Err(SandboxError::Reap {
+                    id: self.id,
+                    pid: self.pid,
+                    source,
+                })
+            }
+        }
+        cgroup.kill_all()?;
+        cgroup.remove()?;
+        tracing::debug!(sandbox = self.id, pid = self.pid, "sandbox destroyed");
+        Ok(())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Err(err) = self.teardown() {
+            tracing::warn!(sandbox = self.id, %err, "tear down dropped sandbox");
+        }
+    }
+}

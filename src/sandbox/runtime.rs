@@ -1,0 +1,176 @@
+//! After [`super::confine::confine`]: install the seccomp filter (last)
+//! and exec the runtime.
+//!
+//! - python: exec `/usr/bin/python3 -I /opt/sprout/runtime/bootstrap.py`;
+//!   the bootstrap announces READY and reads its assignment from fd 6.
+//! - native: the init is the pooled loader. It announces READY on the ring,
+//!   blocks on fd 6 for the assignment (JSON [`Assignment`] plus the code
+//!   directory's descriptor), then execs `bootstrap` from that directory
+//!   with the function's environment. The seccomp filter goes on after the
+//!   assignment arrived and before that exec: the init runs only its own
+//!   code until then, and tenant code never runs unfiltered.
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::config::{fds, InitConfig};
+use super::confine::{ConfineError, Step};
+use super::rootfs::RUNTIME_MOUNT;
+use super::{seccomp, Assignment, RuntimeKind, MAX_ASSIGNMENT_BYTES};
+use crate::sys::process::{self, Argv};
+
+const PYTHON: &CStr = c"/usr/bin/python3";
+
+/// Start the runtime; returns only on failure.
+pub fn start(config: &InitConfig, env: Vec<String>) -> ConfineError {
+    let result = match config.runtime {
+        RuntimeKind::Python => exec_python(config, env),
+        RuntimeKind::Native => load_native(config, env),
+    };
+    match result {
+        Ok(never) => match never {},
+        Err(err) => err,
+    }
+}
+
+enum Never {}
+
+fn exec_python(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineError> {
+    let bootstrap = format!("/{RUNTIME_MOUNT}/bootstrap.py");
+    let argv = make_argv(&["python3", "-I", &bootstrap])?;
+    let envp = make_argv(&env)?;
+    apply_seccomp(config)?;
+    let err = process::execve(PYTHON, &argv, &envp);
+    Err(ConfineError::new(
+        Step::Exec,
+        "execve /usr/bin/python3",
+        err,
+    ))
+}
+
+fn load_native(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineError> {
+    let mut ring = crate::ring::RuntimeRing::open_inherited().map_err(|e| {
+        ConfineError::new(
+            Step::Ready,
+            "open the inherited ring",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    ring.send_ready().map_err(|e| {
+        ConfineError::new(
+            Step::Ready,
+            "send READY",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    // The bootstrap maps the ring again from fds 3-5: keep them open across
+    // exec (dropping `ring` would close them; exec discards the mapping).
+    std::mem::forget(ring);
+    let (assignment, code) = receive_assignment()?;
+    let envp = make_argv(&native_environment(env, &assignment))?;
+    let argv = make_argv(&["bootstrap"])?;
+    apply_seccomp(config)?;
+    let err = process::execveat(code.as_fd(), c"bootstrap", &argv, &envp);
+    Err(ConfineError::new(
+        Step::Exec,
+        format!("execveat bootstrap of {}", assignment.function),
+        err,
+    ))
+}
+
+/// Block for the one assignment message on the control socket.
+fn receive_assignment() -> Result<(Assignment, OwnedFd), ConfineError> {
+    let control = crate::sys::fd::inherited(fds::CONTROL)
+        .map_err(|e| ConfineError::new(Step::Assignment, "take the control socket (fd 6)", e))?;
+    let mut buf = vec![0u8; MAX_ASSIGNMENT_BYTES];
+    let received = crate::sys::socket::recv_with_fd(control.as_fd(), &mut buf);
+    // fd 6 stays open for the runtime, as documented.
+    std::mem::forget(control);
+    let (len, code) =
+        received.map_err(|e| ConfineError::new(Step::Assignment, "receive the assignment", e))?;
+    let invalid = |what: &str| {
+        ConfineError::new(
+            Step::Assignment,
+            what.to_owned(),
+            std::io::Error::from(std::io::ErrorKind::InvalidData),
+        )
+    };
+    if len == 0 {
+        return Err(invalid(
+            "the daemon closed the control socket before assigning a function",
+        ));
+    }
+    let code = code.ok_or_else(|| invalid("assignment without a code directory descriptor"))?;
+    let assignment: Assignment = serde_json::from_slice(&buf[..len])
+        .map_err(|e| invalid(&format!("assignment is not valid JSON: {e}")))?;
+    Ok((assignment, code))
+}
+
+/// The fresh environment, the function's own variables (except SPROUT_*,
+/// which are ours) and what the function needs to know about itself.
+pub fn native_environment(mut env: Vec<String>, assignment: &Assignment) -> Vec<String> {
+    for (key, value) in &assignment.env {
+        let clean = !key.is_empty() && !key.contains('=') && !key.starts_with("SPROUT_");
+        if clean && !env.iter().any(|e| e.split('=').next() == Some(key)) {
+            env.push(format!("{key}={value}"));
+        }
+    }
+    env.push(format!("SPROUT_FUNCTION={}", assignment.function));
+    env.push(format!("SPROUT_FUNCTION_VERSION={}", assignment.version));
+    env.push(format!("SPROUT_HANDLER={}", assignment.handler));
+    env.push(format!("SPROUT_MEMORY_MB={}", assignment.memory_mb));
+    env.push(format!("SPROUT_TIMEOUT_MS={}", assignment.timeout_ms));
+    env
+}
+
+fn apply_seccomp(config: &InitConfig) -> Result<(), ConfineError> {
+    let step = |e: seccomp::SeccompError| {
+        ConfineError::new(
+            Step::Seccomp,
+            "install the seccomp filter",
+            std::io::Error::other(e.to_string()),
+        )
+    };
+    let program = seccomp::SeccompProgram::from_bytes(&config.seccomp).map_err(step)?;
+    seccomp::apply(&program).map_err(step)
+}
+
+fn make_argv<S: AsRef<str>>(items: &[S]) -> Result<Argv, ConfineError> {
+    Argv::new(items).map_err(|e| ConfineError::new(Step::Exec, "build argv/envp", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_environment_keeps_ours_first_and_last() {
+        let assignment = Assignment {
+            function: "hello".into(),
+            version: 3,
+            handler: "main".into(),
+            env: [
+                ("GREETING".to_owned(), "hi".to_owned()),
+                ("PATH".to_owned(), "/evil".to_owned()),
+                ("SPROUT_FUNCTION".to_owned(), "other".to_owned()),
+                ("A=B".to_owned(), "x".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            memory_mb: 128,
+            timeout_ms: 3000,
+        };
+        let env = native_environment(
+            super::super::confine::fresh_environment(RuntimeKind::Native),
+            &assignment,
+        );
+        assert!(env.contains(&"GREETING=hi".to_owned()));
+        assert!(env.contains(&"PATH=/usr/local/bin:/usr/bin:/bin".to_owned()));
+        assert!(!env
+            .iter()
+            .any(|e| e == "PATH=/evil" || e == "SPROUT_FUNCTION=other" || e.starts_with("A=B")));
+        assert!(env.contains(&"SPROUT_FUNCTION=hello".to_owned()));
+        assert!(env.contains(&"SPROUT_FUNCTION_VERSION=3".to_owned()));
+        assert!(env.contains(&"SPROUT_TIMEOUT_MS=3000".to_owned()));
+    }
+}
