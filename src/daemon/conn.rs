@@ -160,10 +160,9 @@ impl Daemon {
             Request::Deploy(spec) => {
                 let response = match self.deploy(&spec) {
                     Ok(info) => Response::Deployed(info),
-                    Err(err) => Response::Error(ErrorBody::new(
-                        ErrorKind::BadRequest,
-                        format!("{err:#}"),
-                    )),
+                    Err(err) => {
+                        Response::Error(ErrorBody::new(ErrorKind::BadRequest, format!("{err:#}")))
+                    }
                 };
                 self.respond(id, request_id, &response);
             }

@@ -28,7 +28,9 @@ impl Daemon {
     pub(super) fn deploy(&mut self, spec: &DeploySpec) -> anyhow::Result<FunctionInfo> {
         let function = self.registry.deploy(spec)?;
         let info = function.info();
-        let old = self.current_key(&function.name).filter(|k| k.1 != function.version);
+        let old = self
+            .current_key(&function.name)
+            .filter(|k| k.1 != function.version);
         if let Err(err) = self.serve_version(function) {
             // The version is stored but cannot run: take it back out.
             self.registry.remove(&spec.name);
@@ -168,8 +170,10 @@ impl Daemon {
                 cold: false,
             },
         );
-        self.reactor
-            .submit(Event::QueueDeadline(id).token(), Op::Timeout { after: wait });
+        self.reactor.submit(
+            Event::QueueDeadline(id).token(),
+            Op::Timeout { after: wait },
+        );
         self.pump(&key);
     }
 
@@ -220,8 +224,10 @@ impl Daemon {
         slot.phase = Phase::Busy(id);
         let sent = slot.ring.send_invoke(id, meta.as_bytes(), &payload);
         self.reactor.cancel(Event::QueueDeadline(id).token());
-        self.reactor
-            .submit(Event::RunDeadline(id).token(), Op::Timeout { after: timeout });
+        self.reactor.submit(
+            Event::RunDeadline(id).token(),
+            Op::Timeout { after: timeout },
+        );
         if let Err(err) = sent {
             tracing::warn!(sandbox, %err, "ring refused an invocation");
             self.pool.kill(sandbox, KillReason::RingViolation);
@@ -317,10 +323,7 @@ impl Daemon {
             self.fail(
                 id,
                 ErrorKind::Timeout,
-                format!(
-                    "no sandbox became free within {} ms",
-                    waited.as_millis()
-                ),
+                format!("no sandbox became free within {} ms", waited.as_millis()),
             );
         }
     }
@@ -339,7 +342,11 @@ impl Daemon {
             .functions
             .get(&invocation.key)
             .map_or(0, |s| s.function.timeout_secs);
-        tracing::info!(invocation = id, sandbox, "handler timed out, killing its sandbox");
+        tracing::info!(
+            invocation = id,
+            sandbox,
+            "handler timed out, killing its sandbox"
+        );
         self.pool.kill(sandbox, KillReason::Timeout);
         self.fail(
             id,

@@ -72,6 +72,9 @@ pub(crate) struct Daemon {
     next_invocation: InvocationId,
     /// Pool refill is paused until then after a failed spawn.
     refill_after: Instant,
+    /// The pool fell short: refill once the loop has nothing else to do,
+    /// so creating sandboxes never delays an answer.
+    refill_wanted: bool,
     stopping: bool,
 }
 
@@ -80,12 +83,18 @@ impl Daemon {
     fn serve(&mut self) -> anyhow::Result<()> {
         self.submit_accept();
         self.submit_signal_read();
-        self.reactor.submit(Event::Tick.token(), Op::Timeout { after: TICK });
+        self.reactor
+            .submit(Event::Tick.token(), Op::Timeout { after: TICK });
         self.refill_pool();
         let mut completions: Vec<Completion> = Vec::with_capacity(64);
         while !self.stopping {
             completions.clear();
-            self.reactor.wait(&mut completions, None)?;
+            let timeout = self.refill_wanted.then_some(Duration::ZERO);
+            self.reactor.wait(&mut completions, timeout)?;
+            if completions.is_empty() && self.refill_wanted {
+                self.refill_wanted = false;
+                self.refill_pool();
+            }
             for completion in completions.drain(..) {
                 self.dispatch(completion);
             }
@@ -136,10 +145,13 @@ impl Daemon {
 
     fn on_tick(&mut self) {
         for id in self.pool.stuck_booting(BOOT_LIMIT) {
-            tracing::warn!(sandbox = id, "sandbox did not finish starting in time, killing it");
+            tracing::warn!(
+                sandbox = id,
+                "sandbox did not finish starting in time, killing it"
+            );
             self.pool.kill(id, crate::pool::KillReason::BootTimeout);
         }
-        self.refill_pool();
+        self.refill_wanted = true;
         if !self.stopping {
             self.reactor
                 .submit(Event::Tick.token(), Op::Timeout { after: TICK });

@@ -49,7 +49,7 @@ impl Daemon {
             state.queue.sandbox_starting();
         }
         tracing::debug!(sandbox, function = %key.0, "provisioned");
-        self.refill_pool();
+        self.refill_wanted = true;
         true
     }
 
@@ -91,13 +91,17 @@ impl Daemon {
         };
         slot.function = Some(key.clone());
         slot.phase = Phase::Initializing;
-        if let Err(err) = slot.sandbox.assign(std::os::fd::AsFd::as_fd(&state.code), &assignment) {
+        if let Err(err) = slot
+            .sandbox
+            .assign(std::os::fd::AsFd::as_fd(&state.code), &assignment)
+        {
             tracing::warn!(sandbox, %err, "assignment failed");
             self.pool.kill(sandbox, KillReason::RingViolation);
         }
     }
 
-    /// Top the pool up to its targets with tenant-neutral sandboxes.
+    /// Top the pool up to its targets with tenant-neutral sandboxes. The
+    /// event loop calls this when it is idle (see `refill_wanted`).
     pub(super) fn refill_pool(&mut self) {
         if self.stopping || Instant::now() < self.refill_after {
             return;
@@ -149,13 +153,20 @@ impl Daemon {
             (Phase::Booting, RuntimeMessage::Ready) => match slot.function.clone() {
                 Some(key) => self.assign(id, &key),
                 None => {
-                    tracing::debug!(sandbox = id, boot_ms = slot.created.elapsed().as_millis() as u64, "pooled");
+                    tracing::debug!(
+                        sandbox = id,
+                        boot_ms = slot.created.elapsed().as_millis() as u64,
+                        "pooled"
+                    );
                     self.pool.make_pooled(id);
                     self.serve_waiting(slot_shape(&self.pool, id));
                 }
             },
             (Phase::Initializing, RuntimeMessage::InitOk) => {
-                let key = slot.function.clone().expect("initializing sandboxes have a function");
+                let key = slot
+                    .function
+                    .clone()
+                    .expect("initializing sandboxes have a function");
                 slot.phase = Phase::Idle;
                 slot.initialized = true;
                 match self.functions.get_mut(&key) {
@@ -167,7 +178,10 @@ impl Daemon {
                 }
             }
             (Phase::Initializing, RuntimeMessage::InitError { body }) => {
-                let key = slot.function.clone().expect("initializing sandboxes have a function");
+                let key = slot
+                    .function
+                    .clone()
+                    .expect("initializing sandboxes have a function");
                 let error = function_error(&body, "function init failed");
                 self.pool.kill(id, KillReason::Retired);
                 // Every sandbox of this version would fail the same way.
@@ -220,7 +234,11 @@ impl Daemon {
     }
 
     fn ring_violation(&mut self, id: SandboxId, reason: &str) {
-        tracing::warn!(sandbox = id, reason, "runtime broke the ring protocol, killing it");
+        tracing::warn!(
+            sandbox = id,
+            reason,
+            "runtime broke the ring protocol, killing it"
+        );
         let busy = match self.pool.get(id).map(|s| s.phase) {
             Some(Phase::Busy(invocation)) => Some(invocation),
             _ => None,
@@ -304,7 +322,7 @@ impl Daemon {
         if let Err(err) = slot.sandbox.destroy() {
             tracing::warn!(sandbox = id, %err, "sandbox teardown incomplete");
         }
-        self.refill_pool();
+        self.refill_wanted = true;
     }
 }
 

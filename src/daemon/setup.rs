@@ -78,6 +78,7 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
         next_conn: 1,
         next_invocation: 1,
         refill_after: Instant::now(),
+        refill_wanted: true,
         stopping: false,
     };
     let deployed: Vec<Function> = daemon.registry.list().cloned().collect();
@@ -103,6 +104,7 @@ impl Daemon {
             memory_mb: function.memory_mb,
         };
         self.pool.set_target(shape, self.config.pool_size);
+        self.refill_wanted = true;
         let key = (function.name.clone(), function.version);
         self.functions.insert(
             key,
@@ -141,7 +143,9 @@ fn instance_name(state_dir: &Path) -> String {
         .as_os_str()
         .as_encoded_bytes()
         .iter()
-        .fold(0x811c_9dc5_u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        .fold(0x811c_9dc5_u32, |h, &b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
     format!("sprout-{hash:08x}")
 }
 

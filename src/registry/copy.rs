@@ -9,8 +9,8 @@ use std::path::Path;
 pub const MAX_CODE_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Copy the tree at `from` to `to` (which must not exist), returning the
-/// bytes copied. Files become world-readable and keep only their execute
-/// bits, directories 0755, so the unprivileged sandbox user can read them
+/// bytes copied. Files become 0644, or 0755 when any execute bit was set,
+/// directories 0755, so the unprivileged sandbox user can read them
 /// but nobody but root can change them. Symlinks are copied as links (they
 /// resolve inside the sandbox's own root); other special files are refused.
 pub fn copy_tree(from: &Path, to: &Path) -> io::Result<u64> {
@@ -40,11 +40,15 @@ fn copy_dir(from: &Path, to: &Path, total: &mut u64) -> io::Result<()> {
                 ));
             }
             let mode = fs::metadata(&src)?.permissions().mode();
-            fs::set_permissions(&dst, fs::Permissions::from_mode(0o644 | (mode & 0o111)))?;
+            let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+            fs::set_permissions(&dst, fs::Permissions::from_mode(mode))?;
         } else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{} is not a regular file, directory or symlink", src.display()),
+                format!(
+                    "{} is not a regular file, directory or symlink",
+                    src.display()
+                ),
             ));
         }
     }

@@ -119,9 +119,13 @@ impl Registry {
             &serde_json::to_vec_pretty(&function).expect("function serializes"),
         )
         .map_err(store_err)?;
-        write_atomic(&dir.join("current"), function.version.to_string().as_bytes())
-            .map_err(store_err)?;
-        self.functions.insert(function.name.clone(), function.clone());
+        write_atomic(
+            &dir.join("current"),
+            function.version.to_string().as_bytes(),
+        )
+        .map_err(store_err)?;
+        self.functions
+            .insert(function.name.clone(), function.clone());
         Ok(function)
     }
 
