@@ -432,7 +432,7 @@ fn restart_after_crash_cleans_up(backend: &str) {
     // process in the instance's cgroups is a sandbox of the new daemon.
     for pid in &old_pids {
         assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            wait_gone(*pid),
             "sandbox process {pid} of the crashed daemon survived"
         );
     }

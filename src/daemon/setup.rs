@@ -157,7 +157,7 @@ fn bind_socket(path: &Path) -> anyhow::Result<OwnedFd> {
             .with_context(|| format!("create socket directory {}", parent.display()))?;
     }
     if path.exists() {
-        if UnixStream::connect(path).is_ok() {
+        if socket_is_served(path) {
             bail!(
                 "{} is already served by a running daemon; stop it or pick another --socket",
                 path.display()
@@ -170,6 +170,20 @@ fn bind_socket(path: &Path) -> anyhow::Result<OwnedFd> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
     listener.set_nonblocking(true)?;
     Ok(OwnedFd::from(listener))
+}
+
+/// Whether a live daemon listens on `path`. A daemon that was just killed
+/// can leave its listening socket alive for a few milliseconds (its
+/// io_uring still references it while the kernel tears the ring down), so
+/// only a listener that keeps accepting for a second counts as live.
+fn socket_is_served(path: &Path) -> bool {
+    (0..20).all(|_| {
+        let served = UnixStream::connect(path).is_ok();
+        if served {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        served
+    })
 }
 
 #[cfg(test)]

@@ -63,7 +63,9 @@ impl Daemon {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if Client::connect(&self.socket).is_ok() {
+            // Answering a request, not just accepting: a daemon killed a
+            // moment ago can still hold its listener open.
+            if Client::connect(&self.socket).is_ok_and(|c| c.list().is_ok()) {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -315,5 +317,26 @@ pub fn error_kind(
             err.error_kind()
                 .unwrap_or_else(|| panic!("transport error: {err}")),
         ),
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie) within a few seconds:
+/// SIGKILL is asynchronous, and the reaper of an orphan is the host's init.
+pub fn wait_gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the parenthesised command name.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if matches!(state, None | Some("Z") | Some("X")) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            eprintln!("process {pid} still alive: {stat}");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
