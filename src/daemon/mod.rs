@@ -22,6 +22,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 pub use config::DaemonConfig;
+pub use setup::instance_name;
 
 use crate::pool::{FunctionKey, Pool};
 use crate::reactor::{Completion, Op, Reactor};

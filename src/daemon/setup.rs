@@ -135,9 +135,10 @@ fn lock_state_dir(state_dir: &Path) -> anyhow::Result<Flock<fs::File>> {
     })
 }
 
-/// Names this daemon's cgroups: stable for a state directory, so a restart
-/// finds what a crashed run left, and distinct between state directories.
-fn instance_name(state_dir: &Path) -> String {
+/// Names a daemon's cgroups from its (canonical) state directory: stable,
+/// so a restart finds what a crashed run left, and distinct between state
+/// directories, so daemons side by side never touch each other's sandboxes.
+pub fn instance_name(state_dir: &Path) -> String {
     // FNV-1a: stable across builds, unlike std's hasher.
     let hash = state_dir
         .as_os_str()

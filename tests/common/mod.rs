@@ -190,18 +190,10 @@ pub fn cgroup_roots() -> Vec<PathBuf> {
         .collect()
 }
 
-/// The instance name the daemon derives from its state directory (FNV-1a
-/// of the canonical path, as in `daemon::setup`).
+/// The instance name the daemon derives from its state directory.
 pub fn instance_of(state: &Path) -> String {
     let canonical = std::fs::canonicalize(state).unwrap_or_else(|_| state.to_path_buf());
-    let hash = canonical
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(0x811c_9dc5_u32, |h, &b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        });
-    format!("sprout-{hash:08x}")
+    sprout::daemon::instance_name(&canonical)
 }
 
 /// Processes whose command name starts with "sprout:" and whose cgroup
