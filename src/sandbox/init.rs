@@ -53,8 +53,7 @@ fn read_config() -> Result<InitConfig, ConfineError> {
 fn report(err: &ConfineError) {
     let text = format!("sprout-sandbox-init: {err}");
     eprintln!("{text}");
-    if let Ok(control) = crate::sys::fd::inherited(fds::CONTROL) {
+    if let Ok(control) = crate::sys::fd::dup_inherited(fds::CONTROL) {
         let _ = crate::sys::socket::send_with_fd(control.as_fd(), text.as_bytes(), None);
-        std::mem::forget(control);
     }
 }

@@ -17,6 +17,7 @@ use super::config::{fds, InitConfig};
 use super::confine::{ConfineError, Step};
 use super::rootfs::RUNTIME_MOUNT;
 use super::{seccomp, Assignment, RuntimeKind, MAX_ASSIGNMENT_BYTES};
+use crate::sys::fd::dup_inherited;
 use crate::sys::process::{self, Argv};
 
 const PYTHON: &CStr = c"/usr/bin/python3";
@@ -49,23 +50,7 @@ fn exec_python(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineEr
 }
 
 fn load_native(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineError> {
-    let mut ring = crate::ring::RuntimeRing::open_inherited().map_err(|e| {
-        ConfineError::new(
-            Step::Ready,
-            "open the inherited ring",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
-    ring.send_ready().map_err(|e| {
-        ConfineError::new(
-            Step::Ready,
-            "send READY",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
-    // The bootstrap maps the ring again from fds 3-5: keep them open across
-    // exec (dropping `ring` would close them; exec discards the mapping).
-    std::mem::forget(ring);
+    announce_ready()?;
     let (assignment, code) = receive_assignment()?;
     let envp = make_argv(&native_environment(env, &assignment))?;
     let argv = make_argv(&["bootstrap"])?;
@@ -76,6 +61,26 @@ fn load_native(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineEr
         format!("execveat bootstrap of {}", assignment.function),
         err,
     ))
+}
+
+/// READY on the ring, through close-on-exec duplicates: fds 3-5 stay as
+/// they are for the bootstrap, which maps the ring again.
+fn announce_ready() -> Result<(), ConfineError> {
+    let step = |what: &str, e: std::io::Error| ConfineError::new(Step::Ready, what.to_owned(), e);
+    let dup = |fd| dup_inherited(fd).map_err(|e| step(&format!("duplicate inherited fd {fd}"), e));
+    let mut ring = crate::ring::RuntimeRing::from_fds(
+        dup(fds::RING)?,
+        dup(fds::REQUEST_BELL)?,
+        dup(fds::RESPONSE_BELL)?,
+    )
+    .map_err(|e| {
+        step(
+            "map the inherited ring",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    ring.send_ready()
+        .map_err(|e| step("send READY", std::io::Error::other(e.to_string())))
 }
 
 /// Block for the one assignment message on the control socket.

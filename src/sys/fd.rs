@@ -32,6 +32,20 @@ pub fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// A close-on-exec duplicate of descriptor `fd` this process was started
+/// with, leaving `fd` itself open (and inheritable) for a program exec'd
+/// later. Fails with `EBADF` when `fd` is not open.
+pub fn dup_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor and touches no memory;
+    // on a closed `fd` it fails with EBADF.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +54,19 @@ mod tests {
     fn inherited_rejects_closed_descriptor() {
         let err = inherited(987_654).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[test]
+    fn dup_inherited_leaves_original_open() {
+        use std::os::fd::IntoRawFd;
+        let raw = std::fs::File::open("/dev/null").unwrap().into_raw_fd();
+        drop(dup_inherited(raw).unwrap());
+        let original = inherited(raw).unwrap();
+        assert_eq!(
+            dup_inherited(987_654).unwrap_err().raw_os_error(),
+            Some(libc::EBADF)
+        );
+        drop(original);
     }
 
     #[test]
