@@ -183,6 +183,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn manifest_matches_the_code() {
+        let manifest = include_str!("../../rootfs/etc.manifest");
+        let entries = |kind: &str| -> Vec<&str> {
+            manifest
+                .lines()
+                .filter_map(|line| line.strip_prefix(kind)?.strip_prefix(' '))
+                .collect()
+        };
+        assert_eq!(entries("copy"), COPIED);
+        assert_eq!(entries("copydir"), COPIED_DIRS);
+        let generated: Vec<&str> = GENERATED.iter().map(|(name, _)| *name).collect();
+        assert_eq!(entries("generate"), generated);
+        assert_eq!(entries("bind"), super::super::rootfs::HOST_DIRS);
+    }
+
+    #[test]
     fn curated_etc_holds_no_secrets() {
         let host = tempfile::tempdir().unwrap();
         for name in [
