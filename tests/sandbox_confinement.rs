@@ -49,6 +49,13 @@ def _net_dev():
     with open("/proc/self/net/dev") as f:
         return sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
 
+def _errno(f, *args):
+    try:
+        f(*args)
+        return 0
+    except OSError as e:
+        return e.errno
+
 def handler(event, ctx):
     fds = {}
     for fd in os.listdir("/proc/self/fd"):
@@ -73,6 +80,11 @@ def handler(event, ctx):
         "etc_write": _write("/etc/probe"),
         "ns": {n: os.readlink("/proc/self/ns/" + n) for n in os.listdir("/proc/self/ns")},
         "pid": os.getpid(),
+        "uid": os.getuid(),
+        "setuid": _errno(os.setuid, 1),
+        "chroot": _errno(os.chroot, "/tmp"),
+        "mknod": _errno(os.mknod, "/tmp/node", 0o600 | 0o020000, os.makedev(1, 3)),
+        "code_escape": _errno(os.stat, sys.path[0] + "/../../etc"),
         "proc": sorted(os.listdir("/proc")),
         "root": sorted(os.listdir("/")),
         "etc": sorted(os.listdir("/etc")),
@@ -189,6 +201,13 @@ fn cgroup_dirs(instance: &str, id: u64) -> Vec<PathBuf> {
         .collect()
 }
 
+fn assert_instance_gone(instance: &str) {
+    for c in ["memory", "cpu", "pids"] {
+        let dir = Path::new("/sys/fs/cgroup").join(c).join(instance);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
 fn assert_gone(pid: i32, instance: &str, id: u64) {
     // SAFETY-free check through /proc: a reaped pid has no directory (pids
     // are not reused this fast on a 4M pid space).
@@ -242,6 +261,8 @@ fn python_sandbox_is_confined() {
     sandbox.destroy().expect("destroy");
     assert_gone(pid, &instance, 1);
     assert_eq!(env.cleanup_leftovers().unwrap(), 0);
+    drop(env);
+    assert_instance_gone(&instance);
 }
 
 fn check_report(report: &Value, sandbox: &Sandbox) {
@@ -279,6 +300,16 @@ fn check_report(report: &Value, sandbox: &Sandbox) {
         );
     }
     assert_eq!(report["pid"], 1, "the runtime is pid 1 of its namespace");
+    assert_eq!(
+        report["uid"], 0,
+        "uid 0 of the sandbox's own user namespace"
+    );
+    // Without capabilities, uid 0 of the namespace can do nothing privileged.
+    assert_eq!(report["setuid"], libc::EPERM);
+    assert_eq!(report["chroot"], libc::EPERM);
+    assert_eq!(report["mknod"], libc::EPERM);
+    // `..` stays inside the detached code mount.
+    assert_eq!(report["code_escape"], libc::ENOENT);
     let procs: Vec<&str> = report["proc"]
         .as_array()
         .unwrap()
@@ -477,6 +508,33 @@ fn destroy_before_ready_leaves_nothing() {
     let pid = sandbox.pid();
     sandbox.destroy().expect("destroy");
     assert_gone(pid, &instance, 9);
+    drop(env);
+    assert_instance_gone(&instance);
+}
+
+/// Dropping the environment first (daemon shutdown) kills what is left and
+/// removes the instance; the sandbox's own teardown then finds nothing.
+#[test]
+fn dropping_the_environment_removes_the_instance() {
+    if !require_root("dropping_the_environment_removes_the_instance") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let instance = unique_instance("shutdown");
+    let env = prepare(state.path(), &instance);
+    let (mut ring, end) = HostRing::create(1 << 16).unwrap();
+    let sandbox = env
+        .spawn(4, RuntimeKind::Native, &Limits::for_memory_mb(128), end)
+        .expect("spawn");
+    assert_eq!(
+        next_message(&mut ring, &sandbox, READY_TIMEOUT),
+        RuntimeMessage::Ready
+    );
+    let pid = sandbox.pid();
+    drop(env);
+    assert_instance_gone(&instance);
+    sandbox.destroy().expect("destroy after the environment");
+    assert_gone(pid, &instance, 4);
 }
 
 /// The native runtime: the init announces READY itself, then execs the

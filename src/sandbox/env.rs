@@ -107,6 +107,22 @@ impl SandboxEnv {
     }
 }
 
+/// The daemon leaves nothing behind: when its environment goes, so do the
+/// instance's cgroups and any sandbox still in them.
+impl Drop for SandboxEnv {
+    fn drop(&mut self) {
+        match self.cgroups.cleanup_instance(&self.instance) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(instance = %self.instance, sandboxes = n, "killed sandboxes at shutdown")
+            }
+            Err(err) => {
+                tracing::warn!(instance = %self.instance, %err, "remove the instance's cgroups")
+            }
+        }
+    }
+}
+
 fn open_path(path: &Path) -> Result<OwnedFd, SandboxError> {
     open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(|errno| {
         SandboxError::Open {

@@ -131,8 +131,12 @@ impl Sandbox {
                 })
             }
         }
-        cgroup.kill_all()?;
-        cgroup.remove()?;
+        // Gone already when the environment was dropped first (it removes
+        // the whole instance).
+        if cgroup.paths().iter().any(|dir| dir.exists()) {
+            cgroup.kill_all()?;
+            cgroup.remove()?;
+        }
         tracing::debug!(sandbox = self.id, pid = self.pid, "sandbox destroyed");
         Ok(())
     }
