@@ -277,19 +277,37 @@ fn confinement_seen_from_inside(backend: &str) {
     let env = probe["env"].as_object().unwrap();
     for key in env.keys() {
         assert!(
-            ["PATH", "LANG", "HOME", "SPROUT_RUNTIME", "LC_CTYPE"].contains(&key.as_str()),
+            [
+                "PATH",
+                "LANG",
+                "HOME",
+                "LC_CTYPE",
+                "SPROUT_RUNTIME",
+                "SPROUT_FUNCTION",
+                "SPROUT_FUNCTION_VERSION",
+                "SPROUT_MEMORY_MB",
+                "SPROUT_TIMEOUT_MS",
+            ]
+            .contains(&key.as_str()),
             "unexpected variable {key} inside the sandbox"
         );
     }
-    // fds: stdio, the ring, two doorbells, the control socket, the code dir
-    // (and the fd listdir itself opened).
-    let fds: Vec<i64> = probe["fds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect();
-    assert!(fds.len() <= 9, "unexpected open fds {fds:?}");
+    // Open fds: stdio on /dev/null, the ring memfd (and Python's mmap dup
+    // of it), the two doorbells, the control socket, the code directory,
+    // and the one listdir used; nothing of the host's.
+    let fds = probe["fds"].as_object().unwrap();
+    assert!(fds.len() <= 10, "unexpected open fds {fds:?}");
+    for n in 0..=6 {
+        assert!(fds.contains_key(&n.to_string()), "fd {n} missing: {fds:?}");
+    }
+    for (fd, target) in fds {
+        let target = target.as_str().unwrap();
+        // The code directory is a detached mount: its path reads "/".
+        let expected = ["/dev/null", "anon_inode:[eventfd]", "/", "closed"].contains(&target)
+            || target.starts_with("/memfd:sprout-ring")
+            || target.starts_with("socket:[");
+        assert!(expected, "fd {fd} -> {target}");
+    }
     // The mount table shows a read-only root.
     let mounts = probe["mounts"].as_array().unwrap();
     let root = mounts
