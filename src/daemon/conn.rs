@@ -20,6 +20,9 @@ pub(super) struct Conn {
     decoder: FrameDecoder,
     /// Encoded responses not yet handed to the reactor.
     out: Vec<u8>,
+    /// The read buffer, kept between reads (the reactor holds it while a
+    /// read is in flight).
+    read_buf: Vec<u8>,
     reading: bool,
     writing: bool,
     /// Where the write in flight started in its buffer.
@@ -56,6 +59,7 @@ impl Daemon {
             fd: Rc::new(fd),
             decoder: FrameDecoder::new(protocol::max_body_for(self.config.max_payload)),
             out: Vec::new(),
+            read_buf: Vec::new(),
             reading: false,
             writing: false,
             write_offset: 0,
@@ -79,13 +83,11 @@ impl Daemon {
         };
         conn.reading = true;
         let fd = conn.fd.clone();
-        self.reactor.submit(
-            Event::ConnRead(id).token(),
-            Op::Read {
-                fd,
-                buf: Vec::with_capacity(READ_CHUNK),
-            },
-        );
+        let mut buf = std::mem::take(&mut conn.read_buf);
+        buf.clear();
+        buf.reserve(READ_CHUNK);
+        self.reactor
+            .submit(Event::ConnRead(id).token(), Op::Read { fd, buf });
     }
 
     pub(super) fn on_conn_read(&mut self, id: u64, completion: Completion) {
@@ -108,6 +110,7 @@ impl Daemon {
         }
         let buf = completion.buf.unwrap_or_default();
         conn.decoder.feed(&buf[..n]);
+        conn.read_buf = buf;
         loop {
             let Some(conn) = self.conns.get_mut(&id) else {
                 return;
