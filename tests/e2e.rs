@@ -406,16 +406,35 @@ fn teardown_leaves_nothing(backend: &str) {
     let instance = instance_of(&daemon.state);
     assert!(!sandbox_processes(&instance).is_empty());
 
-    // rm ends the function's sandboxes.
-    let pid_of = |client: &sprout::client::Client| {
-        json(&client.invoke("echo", b"{}").unwrap().result)["pid"].clone()
-    };
-    let _ = pid_of(&client);
+    // rm ends the function's sandbox: its cgroup and process go away.
+    let sandbox = client.invoke("echo", b"{}").unwrap().sandbox;
+    let cgroup = daemon
+        .cgroup_dirs()
+        .into_iter()
+        .find(|d| d.ends_with(format!("sandbox-{sandbox}")))
+        .expect("the sandbox's cgroup");
+    let pids: Vec<i32> = std::fs::read_to_string(cgroup.join("cgroup.procs"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(!pids.is_empty());
     client.remove("echo").unwrap();
     assert_eq!(
         error_kind(client.invoke("echo", b"{}")),
         Some(ErrorKind::NotFound)
     );
+    for pid in pids {
+        assert!(
+            wait_gone(pid),
+            "process {pid} of a removed function survived"
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cgroup.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!cgroup.exists(), "{} survived rm", cgroup.display());
     drop(client);
 
     daemon.stop();
@@ -427,6 +446,18 @@ fn teardown_leaves_nothing(backend: &str) {
         daemon.cgroup_dirs().is_empty(),
         "{:?}",
         daemon.cgroup_dirs()
+    );
+    // Sandbox mounts lived in their own namespaces and code mounts were
+    // detached: nothing under the state directory is mounted on the host.
+    let state = std::fs::canonicalize(&daemon.state).unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(state.to_str().unwrap()),
+        "host mounts under the state dir remain:\n{mountinfo}"
+    );
+    assert!(
+        !daemon.socket.exists(),
+        "the socket file is removed at stop"
     );
 }
 
