@@ -118,6 +118,26 @@ fn crash_is_runtime_crash(backend: &str) {
     assert!(ok.error.is_none());
 }
 
+fn hostile_ring_is_runtime_crash(backend: &str) {
+    let daemon = Daemon::start(backend);
+    let client = daemon.client();
+    client
+        .deploy(&sprout::protocol::DeploySpec {
+            timeout_secs: Some(20),
+            ..python_spec("hostile", "app.corrupt_ring")
+        })
+        .unwrap();
+    deploy_python(&client, "echo", "app.echo");
+    let response = client.invoke("hostile", b"{}").unwrap();
+    let error = response.error.expect("ring violation");
+    assert_eq!(error.kind, ErrorKind::RuntimeCrash, "{}", error.message);
+    assert!(error.message.contains("ring"), "{}", error.message);
+    // The sandbox is gone, and everyone else is served.
+    let again = client.invoke("hostile", b"{}").unwrap();
+    assert_ne!(again.sandbox, response.sandbox);
+    assert!(client.invoke("echo", b"1").unwrap().error.is_none());
+}
+
 fn out_of_memory_from_cgroup(backend: &str) {
     let daemon = Daemon::start(backend);
     let client = daemon.client();
@@ -512,6 +532,7 @@ on_both_backends!(
     init_error_is_reported,
     timeout_kills_and_recovers,
     crash_is_runtime_crash,
+    hostile_ring_is_runtime_crash,
     out_of_memory_from_cgroup,
     not_found_and_too_large,
     malformed_frames_do_not_hurt,
