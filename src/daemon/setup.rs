@@ -27,6 +27,7 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
     if !nix::unistd::geteuid().is_root() {
         bail!("sprout serve must run as root (it creates namespaces, cgroups and mounts)");
     }
+    protect_daemon();
     fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("create state directory {}", config.state_dir.display()))?;
     let state_dir = fs::canonicalize(&config.state_dir)?;
@@ -119,6 +120,30 @@ impl Daemon {
             },
         );
         Ok(())
+    }
+}
+
+/// The daemon is never the OOM killer's victim (its sandboxes are, see
+/// `sandbox::host`), and the operator learns which recommended host
+/// settings are missing (docs/threat-model.md).
+fn protect_daemon() {
+    use crate::sandbox::host;
+    let proc_root = Path::new("/proc");
+    if let Err(err) = host::set_oom_score_adj(proc_root, "self", host::DAEMON_OOM_SCORE_ADJ) {
+        tracing::warn!(
+            %err,
+            "could not set the daemon's oom_score_adj to -1000 (hint: lowering it needs \
+             CAP_SYS_RESOURCE; sandboxes still get 1000, so the OOM killer takes them first)"
+        );
+    }
+    for w in host::check_settings(&proc_root.join("sys")) {
+        tracing::warn!(
+            sysctl = w.sysctl,
+            value = %w.value,
+            recommended = w.recommended,
+            "host setting weakens sandbox isolation: {} (see docs/threat-model.md)",
+            w.why
+        );
     }
 }
 

@@ -113,6 +113,16 @@ pub struct CgroupLimits {
     pub pids_max: u64,
     /// Relative CPU weight in v1 shares (1024 = default); converted for v2.
     pub cpu_shares: u64,
+    /// CPU bandwidth in thousandths of a CPU: the CFS quota per period.
+    pub cpu_millis: u64,
+}
+
+impl CgroupLimits {
+    /// The CFS quota per [`CPU_PERIOD_US`], at least 1 ms (the kernel's
+    /// minimum).
+    pub fn cpu_quota_us(&self) -> u64 {
+        (self.cpu_millis * CPU_PERIOD_US / 1000).max(1000)
+    }
 }
 
 /// What the memory controller recorded for one sandbox.
@@ -325,7 +335,8 @@ impl SandboxCgroup {
 
     fn set_limits(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
         let mem = limits.memory_bytes.to_string();
-        let quota = CPU_PERIOD_US.to_string();
+        let period = CPU_PERIOD_US.to_string();
+        let quota = limits.cpu_quota_us().to_string();
         match self.version {
             CgroupVersion::V1 => {
                 let (memory, cpu, pids) = (&self.dirs[0], &self.dirs[1], &self.dirs[2]);
@@ -334,7 +345,7 @@ impl SandboxCgroup {
                 write_optional(&memory.join("memory.memsw.limit_in_bytes"), &mem)?;
                 write_limit(&memory.join("memory.oom_control"), "0")?;
                 write_limit(&cpu.join("cpu.shares"), &limits.cpu_shares.to_string())?;
-                write_limit(&cpu.join("cpu.cfs_period_us"), &quota)?;
+                write_limit(&cpu.join("cpu.cfs_period_us"), &period)?;
                 write_limit(&cpu.join("cpu.cfs_quota_us"), &quota)?;
                 write_limit(&pids.join("pids.max"), &limits.pids_max.to_string())?;
             }
@@ -345,7 +356,7 @@ impl SandboxCgroup {
                 write_optional(&dir.join("memory.swap.max"), "0")?;
                 let weight = shares_to_weight(limits.cpu_shares).to_string();
                 write_limit(&dir.join("cpu.weight"), &weight)?;
-                write_limit(&dir.join("cpu.max"), &format!("{quota} {quota}"))?;
+                write_limit(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
                 write_limit(&dir.join("pids.max"), &limits.pids_max.to_string())?;
             }
         }
@@ -371,6 +382,7 @@ mod tests {
         memory_bytes: 64 * MIB,
         pids_max: 32,
         cpu_shares: 512,
+        cpu_millis: 1500,
     };
 
     fn instance(tag: &str) -> String {
@@ -433,7 +445,7 @@ mod tests {
             read(&sb.join("cpu.weight")),
             shares_to_weight(512).to_string()
         );
-        assert_eq!(read(&sb.join("cpu.max")), "100000 100000");
+        assert_eq!(read(&sb.join("cpu.max")), "150000 100000");
         assert_eq!(read(&sb.join("pids.max")), "32");
         // Each controller is enabled with its own write; a plain file keeps the last.
         assert_eq!(
@@ -481,7 +493,7 @@ mod tests {
                 assert!(read(&mem.join("memory.oom_control")).contains("oom_kill_disable 0"));
                 assert_eq!(read(&cpu.join("cpu.shares")), "512");
                 assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "100000");
-                assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "100000");
+                assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "150000");
                 assert_eq!(read(&pids.join("pids.max")), "32");
             }
             CgroupVersion::V2 => {
@@ -491,7 +503,7 @@ mod tests {
                     read(&dir.join("cpu.weight")),
                     shares_to_weight(512).to_string()
                 );
-                assert_eq!(read(&dir.join("cpu.max")), "100000 100000");
+                assert_eq!(read(&dir.join("cpu.max")), "150000 100000");
                 assert_eq!(read(&dir.join("pids.max")), "32");
             }
         }

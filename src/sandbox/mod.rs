@@ -12,11 +12,13 @@
 //! curated /etc), `config.rs` (what the daemon sends the init), `init.rs`,
 //! `confine.rs`, `namespaces.rs`, `rootfs.rs`, `rlimits.rs`, `caps.rs`,
 //! `runtime.rs` (exec of the runtime, native loader), `code.rs`
-//! ([`open_code_mount`]), `cgroup.rs`, `seccomp.rs`.
+//! ([`open_code_mount`]), `cgroup.rs`, `seccomp.rs`, `host.rs` (host
+//! settings the daemon checks, OOM killer preferences).
 
 #![deny(unsafe_code)]
 
 pub mod cgroup;
+pub mod host;
 pub mod seccomp;
 
 mod caps;
@@ -107,21 +109,34 @@ pub struct Limits {
     pub memory_bytes: u64,
     pub pids_max: u64,
     pub cpu_shares: u64,
+    /// CPU time per wall-clock time, in thousandths of a CPU (the cgroup's
+    /// CFS quota).
+    pub cpu_millis: u64,
     pub tmp_bytes: u64,
     pub tmp_inodes: u64,
     pub nofile: u64,
     pub fsize_bytes: u64,
 }
 
+/// Memory that buys one whole CPU, as on AWS Lambda (1769 MB = 1 vCPU).
+pub const MB_PER_CPU: u64 = 1769;
+/// The least CPU a sandbox gets, in thousandths: half a CPU, so a 128 MB
+/// python function still starts in reasonable time (Lambda's ratio alone
+/// would give it 0.07 CPU). docs/threat-model.md explains the choice.
+pub const MIN_CPU_MILLIS: u64 = 500;
+
 impl Limits {
     /// Defaults for a memory class: pids 256, cpu shares 1024 per GiB (at
-    /// least 128), /tmp 64 MiB and 4096 inodes, 1024 files, 64 MiB per file.
+    /// least 128), a CPU quota of memory / 1769 MB CPUs (at least
+    /// [`MIN_CPU_MILLIS`]), /tmp 64 MiB and 4096 inodes, 1024 files,
+    /// 64 MiB per file.
     pub fn for_memory_mb(mb: u32) -> Limits {
         let mb = u64::from(mb.max(1));
         Limits {
             memory_bytes: mb << 20,
             pids_max: 256,
             cpu_shares: (mb * 1024 / 1024).max(128),
+            cpu_millis: (mb * 1000 / MB_PER_CPU).max(MIN_CPU_MILLIS),
             tmp_bytes: 64 << 20,
             tmp_inodes: 4096,
             nofile: 1024,
@@ -134,6 +149,7 @@ impl Limits {
             memory_bytes: self.memory_bytes,
             pids_max: self.pids_max,
             cpu_shares: self.cpu_shares,
+            cpu_millis: self.cpu_millis,
         }
     }
 }
@@ -211,6 +227,13 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error("write oom_score_adj of sandbox {id} (pid {pid})")]
+    OomScoreAdj {
+        id: u64,
+        pid: i32,
+        #[source]
+        source: io::Error,
+    },
     #[error("send the configuration to sandbox {id}")]
     SendConfig {
         id: u64,
@@ -264,5 +287,14 @@ mod tests {
         assert_eq!(big.cpu_shares, 2048);
         assert_eq!(big.pids_max, 256);
         assert_eq!(big.tmp_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn cpu_quota_is_proportional_to_memory_with_a_floor() {
+        assert_eq!(Limits::for_memory_mb(128).cpu_millis, MIN_CPU_MILLIS);
+        assert_eq!(Limits::for_memory_mb(884).cpu_millis, MIN_CPU_MILLIS);
+        assert_eq!(Limits::for_memory_mb(1769).cpu_millis, 1000);
+        assert_eq!(Limits::for_memory_mb(3538).cpu_millis, 2000);
+        assert_eq!(Limits::for_memory_mb(10240).cpu_millis, 5788);
     }
 }

@@ -19,6 +19,7 @@ use super::cgroup::SandboxCgroup;
 use super::config::{fds, InitConfig};
 use super::etc;
 use super::handle::Sandbox;
+use super::host;
 use super::{Limits, RuntimeKind, SandboxEnv, SandboxError};
 use crate::ring::RuntimeEnd;
 use crate::sys::fd::dup_at_least;
@@ -129,6 +130,17 @@ impl SandboxEnv {
             pidfd: &child.pidfd,
         };
         write_id_maps(id, child.pid, host_uid)?;
+        // The child inherited the daemon's -1000; sandboxes go first.
+        host::set_oom_score_adj(
+            std::path::Path::new("/proc"),
+            &child.pid.to_string(),
+            host::SANDBOX_OOM_SCORE_ADJ,
+        )
+        .map_err(|source| SandboxError::OomScoreAdj {
+            id,
+            pid: child.pid,
+            source,
+        })?;
         cgroup.add_pid(child.pid)?;
         let mut pipe = fs::File::from(config_write);
         pipe.write_all(&[1])
