@@ -12,6 +12,7 @@
 mod config;
 mod conn;
 mod invoke;
+mod log_limit;
 mod sandboxes;
 mod setup;
 mod tokens;

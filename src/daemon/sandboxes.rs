@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::tokens::Event;
-use super::Daemon;
+use super::{log_limit, Daemon};
 use crate::pool::{FunctionKey, KillReason, Phase, Shape};
 use crate::protocol::{ErrorBody, ErrorKind};
 use crate::reactor::{Completion, Op};
@@ -13,6 +13,9 @@ use crate::scheduler::SandboxId;
 
 /// Pause between pool refills after a sandbox failed to spawn.
 const REFILL_BACKOFF: Duration = Duration::from_secs(1);
+/// Ring messages handled per doorbell before the loop moves on: a runtime
+/// that keeps its ring full cannot hold the event loop.
+const MAX_MESSAGES_PER_BELL: usize = 64;
 
 impl Daemon {
     /// Start one more sandbox for `key`: a pooled one when the pool has its
@@ -95,7 +98,9 @@ impl Daemon {
             .sandbox
             .assign(std::os::fd::AsFd::as_fd(&state.code), &assignment)
         {
-            tracing::warn!(sandbox, %err, "assignment failed");
+            if let Some(suppressed) = log_limit::admit() {
+                tracing::warn!(sandbox, suppressed, %err, "assignment failed");
+            }
             self.pool.kill(sandbox, KillReason::RingViolation);
         }
     }
@@ -123,16 +128,23 @@ impl Daemon {
             return;
         }
         if let Err(err) = &completion.result {
-            tracing::warn!(sandbox = id, %err, "reading the sandbox doorbell failed");
+            if let Some(suppressed) = log_limit::admit() {
+                tracing::warn!(sandbox = id, suppressed, %err, "reading the sandbox doorbell failed");
+            }
             self.pool.kill(id, KillReason::RingViolation);
             return;
         }
         let mut buf = completion.buf.unwrap_or_default();
         buf.clear();
         let bell = slot.ring.response_bell();
-        self.reactor
-            .submit(Event::Bell(id).token(), Op::Read { fd: bell, buf });
-        loop {
+        self.reactor.submit(
+            Event::Bell(id).token(),
+            Op::Read {
+                fd: bell.clone(),
+                buf,
+            },
+        );
+        for _ in 0..MAX_MESSAGES_PER_BELL {
             let Some(slot) = self.pool.get_mut(id) else {
                 return;
             };
@@ -144,6 +156,12 @@ impl Daemon {
                 Ok(None) => return,
                 Err(err) => return self.ring_violation(id, &err.to_string()),
             }
+        }
+        // More may be waiting: ring the bell ourselves, so the read just
+        // submitted completes and the rest is drained on a later turn,
+        // after other sandboxes and connections had theirs.
+        if let Err(err) = nix::unistd::write(&*bell, &1u64.to_ne_bytes()) {
+            tracing::debug!(sandbox = id, %err, "re-ring the doorbell");
         }
     }
 
@@ -234,11 +252,14 @@ impl Daemon {
     }
 
     fn ring_violation(&mut self, id: SandboxId, reason: &str) {
-        tracing::warn!(
-            sandbox = id,
-            reason,
-            "runtime broke the ring protocol, killing it"
-        );
+        if let Some(suppressed) = log_limit::admit() {
+            tracing::warn!(
+                sandbox = id,
+                reason,
+                suppressed,
+                "runtime broke the ring protocol, killing it"
+            );
+        }
         let busy = match self.pool.get(id).map(|s| s.phase) {
             Some(Phase::Busy(invocation)) => Some(invocation),
             _ => None,
@@ -267,7 +288,20 @@ impl Daemon {
             Phase::Busy(invocation) => Some(invocation),
             _ => None,
         };
-        let cause = if memory.oom_kills > 0 {
+        let cause = if slot.sandbox.killed_by_policy() {
+            if let Some(suppressed) = log_limit::admit() {
+                tracing::warn!(
+                    sandbox = id,
+                    suppressed,
+                    "seccomp policy killed the runtime"
+                );
+            }
+            (
+                ErrorKind::PolicyViolation,
+                "the runtime made a system call its seccomp policy forbids and was killed (SIGSYS)"
+                    .to_string(),
+            )
+        } else if memory.oom_kills > 0 {
             (
                 ErrorKind::OutOfMemory,
                 format!(
@@ -303,7 +337,7 @@ impl Daemon {
                     // It died in its init: the oldest waiting invocation
                     // learns why instead of waiting for a retry loop.
                     if let Some(front) = state.queue.front() {
-                        let (kind, message) = if cause.0 == ErrorKind::OutOfMemory {
+                        let (kind, message) = if cause.0 != ErrorKind::RuntimeCrash {
                             cause.clone()
                         } else {
                             (

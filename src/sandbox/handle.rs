@@ -1,12 +1,13 @@
 //! [`Sandbox`]: the daemon's handle on one live sandbox.
 
+use std::cell::Cell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 
 use super::cgroup::{MemoryReport, SandboxCgroup};
 use super::spawn::Spawned;
 use super::{Assignment, RuntimeKind, SandboxError, MAX_ASSIGNMENT_BYTES};
-use crate::sys::process;
+use crate::sys::process::{self, ExitStatus};
 
 /// One sandbox: its init process (pid 1 of its pid namespace), its pidfd,
 /// the daemon end of its control socket and its cgroup. Dropping it without
@@ -20,6 +21,8 @@ pub struct Sandbox {
     pidfd: Rc<OwnedFd>,
     control: OwnedFd,
     cgroup: Option<SandboxCgroup>,
+    /// How the init ended, once [`Sandbox::exit_status`] reaped it.
+    status: Cell<Option<ExitStatus>>,
 }
 
 impl Sandbox {
@@ -32,6 +35,7 @@ impl Sandbox {
             pidfd: parts.pidfd,
             control: parts.control,
             cgroup: Some(cgroup),
+            status: Cell::new(None),
         }
     }
 
@@ -99,6 +103,25 @@ impl Sandbox {
         if let Err(err) = process::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL) {
             tracing::trace!(sandbox = self.id, ?err, "kill");
         }
+    }
+
+    /// How the init (the runtime's process, pid 1 of the sandbox) ended:
+    /// reaps it without blocking on the first call after it exited and
+    /// remembers the answer. `None` while it runs.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        if self.status.get().is_none() {
+            match process::pidfd_wait(self.pidfd.as_fd(), true) {
+                Ok(status) => self.status.set(status),
+                Err(err) => tracing::trace!(sandbox = self.id, ?err, "reap"),
+            }
+        }
+        self.status.get()
+    }
+
+    /// Whether the seccomp policy killed the runtime's process: a
+    /// never-legitimate system call ends it with SIGSYS (KILL_PROCESS).
+    pub fn killed_by_policy(&self) -> bool {
+        self.exit_status() == Some(ExitStatus::Signaled(libc::SIGSYS))
     }
 
     pub fn memory_report(&self) -> MemoryReport {
