@@ -159,10 +159,11 @@ class Context:
     """What a handler gets as its second argument, like AWS Lambda's.
 
     Function-wide fields are class attributes, set once at assignment; an
-    invocation only fills the three slots.
+    invocation only fills the slots. `affinity_key` is the invocation's
+    affinity key, or None.
     """
 
-    __slots__ = ("aws_request_id", "request_id", "_deadline_ms")
+    __slots__ = ("aws_request_id", "request_id", "affinity_key", "_deadline_ms")
 
     function_name = ""
     function_version = ""
@@ -173,9 +174,10 @@ class Context:
     identity = None
     client_context = None
 
-    def __init__(self, request_id, deadline_ms):
+    def __init__(self, request_id, deadline_ms, affinity_key=None):
         self.aws_request_id = request_id
         self.request_id = request_id
+        self.affinity_key = affinity_key
         self._deadline_ms = deadline_ms
 
     def get_remaining_time_in_millis(self):
@@ -263,7 +265,7 @@ def serve(ring, handler, timeout_ms):
             push(ERROR, ident, error_body("Runtime.UnmarshalError", f"payload is not JSON: {exc}", []))
             continue
         try:
-            result = handler(event, Context(request_id, deadline_ms))
+            result = handler(event, Context(request_id, deadline_ms, meta.get("affinity_key")))
         except Exception as exc:
             push(ERROR, ident, exception_body(exc, skip_frames=1))
             continue

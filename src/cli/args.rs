@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::daemon::DaemonConfig;
+use crate::protocol::AffinityMode;
 use crate::reactor::Backend;
 
 #[derive(Debug, Parser)]
@@ -31,6 +32,10 @@ pub enum Command {
     List(ListArgs),
     /// Remove a function.
     Rm(RmArgs),
+    /// Show scheduling counters: per function, and the pool.
+    Stats(StatsArgs),
+    /// Prepare sandboxes of a function ahead of its invocations.
+    Pretrigger(PretriggerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,9 +54,17 @@ pub struct ServeArgs {
     /// 1024) are accepted.
     #[arg(long, value_name = "BYTES", default_value = "6M", value_parser = parse_size)]
     pub max_payload: usize,
-    /// Idle pre-forked sandboxes kept per shape.
-    #[arg(long, value_name = "N", default_value_t = DaemonConfig::DEFAULT_POOL_SIZE)]
-    pub pool_size: usize,
+    /// Fewest idle pre-forked sandboxes kept per shape; the pool grows
+    /// toward --pool-max with the rate of cold starts.
+    #[arg(long, value_name = "N", default_value_t = DaemonConfig::DEFAULT_POOL_MIN)]
+    pub pool_min: usize,
+    /// Most idle pre-forked sandboxes kept per shape.
+    #[arg(long, value_name = "N", default_value_t = DaemonConfig::DEFAULT_POOL_MAX)]
+    pub pool_max: usize,
+    /// A fixed pool: exactly N idle sandboxes per shape (--pool-min N
+    /// --pool-max N); 0 disables the pool.
+    #[arg(long, value_name = "N", conflicts_with_all = ["pool_min", "pool_max"])]
+    pub pool_size: Option<usize>,
 }
 
 /// Where the daemon listens; every client command takes it.
@@ -84,6 +97,21 @@ pub struct DeployArgs {
     /// Environment variable for the function (repeatable).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+    /// Most sandboxes at once [default: 10].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Most invocations waiting for a sandbox; more are Throttled
+    /// [default: 100].
+    #[arg(long, value_name = "N")]
+    pub queue: Option<u32>,
+    /// Destroy a sandbox idle this long [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u32>,
+    /// shared: a key goes to the sandbox that last served it; strict: a
+    /// sandbox serves one key only, and every invocation needs a key
+    /// [default: shared].
+    #[arg(long, value_name = "shared|strict", value_parser = parse_affinity_mode)]
+    pub affinity_mode: Option<AffinityMode>,
     #[command(flatten)]
     pub socket: SocketArg,
 }
@@ -96,6 +124,10 @@ pub struct InvokeArgs {
     /// Print one JSON object with the result and its metadata.
     #[arg(long)]
     pub json: bool,
+    /// Route to the sandbox that last served KEY (the handler sees it as
+    /// its context's affinity key).
+    #[arg(long, value_name = "KEY")]
+    pub affinity: Option<String>,
     /// Refuse payloads over this many bytes before sending (match the
     /// daemon's --max-payload).
     #[arg(long, value_name = "BYTES", env = "SPROUT_MAX_PAYLOAD", default_value = "6M", value_parser = parse_size)]
@@ -114,10 +146,40 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this function (default: every function).
+    pub name: Option<String>,
+    /// Print the whole report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Args)]
+pub struct PretriggerArgs {
+    pub name: String,
+    /// How many invocations to expect (bounded by the function's
+    /// concurrency).
+    #[arg(long, value_name = "N")]
+    pub count: u32,
+    /// Keep the prepared sandboxes from idle reaping this long [default:
+    /// 60].
+    #[arg(long, value_name = "SECS")]
+    pub ttl: Option<u32>,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Args)]
 pub struct RmArgs {
     pub name: String,
     #[command(flatten)]
     pub socket: SocketArg,
+}
+
+fn parse_affinity_mode(s: &str) -> Result<AffinityMode, String> {
+    s.parse()
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {
@@ -201,7 +263,21 @@ mod tests {
         assert_eq!(serve.socket, PathBuf::from("/tmp/s.sock"));
         assert_eq!(serve.event_loop, Some(Backend::Epoll));
         assert_eq!(serve.max_payload, 1 << 20);
-        assert_eq!(serve.pool_size, 4);
+        assert_eq!(serve.pool_size, Some(4));
+        assert!(
+            Cli::try_parse_from(["sprout", "serve", "--pool-size", "2", "--pool-max", "4"])
+                .is_err(),
+            "a fixed pool has no bounds"
+        );
+        let cli =
+            Cli::try_parse_from(["sprout", "serve", "--pool-min", "2", "--pool-max", "6"]).unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            (serve.pool_min, serve.pool_max, serve.pool_size),
+            (2, 6, None)
+        );
         assert!(Cli::try_parse_from(["sprout", "serve", "--event-loop", "kqueue"]).is_err());
 
         let cli = Cli::try_parse_from([
@@ -231,6 +307,62 @@ mod tests {
         );
         assert_eq!(deploy.memory, Some(256));
         assert_eq!(deploy.timeout, None);
+        assert_eq!(deploy.affinity_mode, None);
+
+        let cli = Cli::try_parse_from([
+            "sprout",
+            "deploy",
+            "t",
+            "--runtime",
+            "native",
+            "--code",
+            "/srv",
+            "--concurrency",
+            "8",
+            "--queue",
+            "20",
+            "--idle-timeout",
+            "2",
+            "--affinity-mode",
+            "strict",
+        ])
+        .unwrap();
+        let Command::Deploy(deploy) = cli.command else {
+            panic!("not deploy")
+        };
+        assert_eq!(
+            (deploy.concurrency, deploy.queue, deploy.idle_timeout),
+            (Some(8), Some(20), Some(2))
+        );
+        assert_eq!(deploy.affinity_mode, Some(AffinityMode::Strict));
+        assert!(Cli::try_parse_from([
+            "sprout",
+            "deploy",
+            "t",
+            "--runtime",
+            "native",
+            "--code",
+            "/srv",
+            "--affinity-mode",
+            "loose"
+        ])
+        .is_err());
+
+        let cli = Cli::try_parse_from(["sprout", "pretrigger", "f", "--count", "4", "--ttl", "30"])
+            .unwrap();
+        let Command::Pretrigger(pre) = cli.command else {
+            panic!("not pretrigger")
+        };
+        assert_eq!((pre.name.as_str(), pre.count, pre.ttl), ("f", 4, Some(30)));
+        assert!(
+            Cli::try_parse_from(["sprout", "pretrigger", "f"]).is_err(),
+            "--count is needed"
+        );
+        let cli = Cli::try_parse_from(["sprout", "stats", "f", "--json"]).unwrap();
+        let Command::Stats(stats) = cli.command else {
+            panic!("not stats")
+        };
+        assert_eq!((stats.name.as_deref(), stats.json), (Some("f"), true));
 
         let cli = Cli::try_parse_from(["sprout", "invoke", "hello", "-", "--json"]).unwrap();
         let Command::Invoke(invoke) = cli.command else {
@@ -238,5 +370,11 @@ mod tests {
         };
         assert_eq!(invoke.payload, Some(OsString::from("-")));
         assert!(invoke.json);
+        assert_eq!(invoke.affinity, None);
+        let cli = Cli::try_parse_from(["sprout", "invoke", "hello", "--affinity", "a"]).unwrap();
+        let Command::Invoke(invoke) = cli.command else {
+            panic!("not invoke")
+        };
+        assert_eq!(invoke.affinity.as_deref(), Some("a"));
     }
 }

@@ -6,9 +6,9 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::args::{DeployArgs, InvokeArgs, ListArgs, RmArgs, ServeArgs};
+use super::args::{DeployArgs, InvokeArgs, ListArgs, PretriggerArgs, RmArgs, ServeArgs, StatsArgs};
 use super::output::{self, Rendered, EXIT_ERROR};
-use crate::client::Client;
+use crate::client::{Client, InvokeOptions};
 use crate::daemon::DaemonConfig;
 use crate::protocol::{validate_function_name, DeploySpec};
 
@@ -18,7 +18,8 @@ pub fn serve(args: ServeArgs) -> Rendered {
         state_dir: args.state_dir,
         event_loop: args.event_loop,
         max_payload: args.max_payload,
-        pool_size: args.pool_size,
+        pool_min: args.pool_size.unwrap_or(args.pool_min),
+        pool_max: args.pool_size.unwrap_or(args.pool_max),
     };
     match crate::daemon::run(config) {
         Ok(()) => Rendered::default(),
@@ -56,6 +57,10 @@ pub fn deploy(args: DeployArgs) -> Rendered {
         memory_mb: args.memory,
         timeout_secs: args.timeout,
         env: args.env.into_iter().collect::<BTreeMap<_, _>>(),
+        concurrency: args.concurrency,
+        max_queue: args.queue,
+        idle_timeout_secs: args.idle_timeout,
+        affinity_mode: args.affinity_mode,
     };
     let socket = &args.socket.socket;
     match Client::connect(socket).and_then(|c| c.deploy(&spec)) {
@@ -85,8 +90,11 @@ pub fn invoke(args: InvokeArgs) -> Rendered {
         Some(arg) => arg.as_bytes().to_vec(),
     };
     let socket = &args.socket.socket;
+    let options = InvokeOptions {
+        affinity: args.affinity,
+    };
     let outcome = Client::connect_with_max_payload(socket, args.max_payload)
-        .and_then(|c| c.invoke(&args.name, &payload));
+        .and_then(|c| c.invoke_with(&args.name, &payload, &options));
     output::invoke(&args.name, &outcome, args.json, socket)
 }
 
@@ -106,6 +114,35 @@ pub fn rm(args: RmArgs) -> Rendered {
     let socket: &Path = &args.socket.socket;
     match Client::connect(socket).and_then(|c| c.remove(&args.name)) {
         Ok(()) => output::removed(&args.name),
+        Err(err) => output::client_error(&context, &err, socket),
+    }
+}
+
+pub fn stats(args: StatsArgs) -> Rendered {
+    let context = match &args.name {
+        Some(name) => {
+            if let Err(reason) = validate_function_name(name) {
+                return Rendered::error(&format!("stats {name}"), reason, EXIT_ERROR);
+            }
+            format!("stats {name}")
+        }
+        None => "stats".to_owned(),
+    };
+    let socket = &args.socket.socket;
+    match Client::connect(socket).and_then(|c| c.stats(args.name.as_deref())) {
+        Ok(report) => output::stats(&report, args.json),
+        Err(err) => output::client_error(&context, &err, socket),
+    }
+}
+
+pub fn pretrigger(args: PretriggerArgs) -> Rendered {
+    let context = format!("pretrigger {}", args.name);
+    if let Err(reason) = validate_function_name(&args.name) {
+        return Rendered::error(&context, reason, EXIT_ERROR);
+    }
+    let socket = &args.socket.socket;
+    match Client::connect(socket).and_then(|c| c.pretrigger(&args.name, args.count, args.ttl)) {
+        Ok(accepted) => output::pretriggered(&accepted),
         Err(err) => output::client_error(&context, &err, socket),
     }
 }

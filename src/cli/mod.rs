@@ -53,6 +53,8 @@ pub fn run(cli: Cli) -> i32 {
                 Command::Invoke(args) => commands::invoke(args),
                 Command::List(args) => commands::list(args),
                 Command::Rm(args) => commands::rm(args),
+                Command::Stats(args) => commands::stats(args),
+                Command::Pretrigger(args) => commands::pretrigger(args),
                 Command::Serve(_) => unreachable!("handled above"),
             }
         }

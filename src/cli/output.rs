@@ -6,7 +6,10 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::client::ClientError;
-use crate::protocol::{ErrorBody, ErrorKind, FunctionInfo, InvokeResponse};
+use crate::protocol::{
+    ErrorBody, ErrorKind, FunctionInfo, InvokeResponse, Percentiles, PretriggerAccepted,
+    StatsReport,
+};
 
 /// Success.
 pub const EXIT_OK: i32 = 0;
@@ -107,6 +110,7 @@ pub fn invoke(
                         "sandbox": null,
                         "duration_us": null,
                         "total_us": null,
+                        "affinity_hit": null,
                     }));
                 }
             }
@@ -131,6 +135,7 @@ pub fn invoke_json(resp: &InvokeResponse) -> Value {
         "sandbox": resp.sandbox,
         "duration_us": resp.duration_us,
         "total_us": resp.total_us,
+        "affinity_hit": resp.affinity_hit,
     })
 }
 
@@ -171,36 +176,142 @@ pub fn list(functions: &[FunctionInfo], json: bool) -> Rendered {
         let value = serde_json::to_value(functions).expect("function info serializes");
         return Rendered::ok(json_line(&value));
     }
-    let header = ["NAME", "VERSION", "RUNTIME", "MEMORY", "TIMEOUT"].map(String::from);
-    let rows: Vec<[String; 5]> = functions
+    let header = [
+        "NAME",
+        "VERSION",
+        "RUNTIME",
+        "MEMORY",
+        "TIMEOUT",
+        "CONCURRENCY",
+        "QUEUE",
+        "IDLE",
+        "AFFINITY",
+    ];
+    let rows: Vec<Vec<String>> = functions
         .iter()
         .map(|f| {
-            [
+            vec![
                 f.name.clone(),
                 f.version.to_string(),
                 f.runtime.clone(),
                 format!("{} MB", f.memory_mb),
                 format!("{} s", f.timeout_secs),
+                f.concurrency.to_string(),
+                f.max_queue.to_string(),
+                format!("{} s", f.idle_timeout_secs),
+                f.affinity_mode.to_string(),
             ]
         })
         .collect();
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
+    Rendered::ok(table(&header, &rows))
+}
+
+/// Columns padded to their widest cell, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let cells: Vec<String> = row
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    out
+}
+
+/// `sprout stats`: a table per function and one for the pool, or the
+/// whole report as JSON.
+pub fn stats(report: &StatsReport, json: bool) -> Rendered {
+    if json {
+        let value = serde_json::to_value(report).expect("stats serialize");
+        return Rendered::ok(json_line(&value));
+    }
+    let ms = |p: &Percentiles| format!("{:.1}/{:.1}", p.p50 as f64 / 1e3, p.p99 as f64 / 1e3);
+    let header = [
+        "NAME",
+        "VER",
+        "INVOKED",
+        "COLD(POOL/NEW)",
+        "WARM",
+        "THROTTLED",
+        "TIMEOUTS",
+        "ERRORS",
+        "LIVE/IDLE/BUSY",
+        "PREPARED",
+        "QUEUE(PEAK)",
+        "WAIT ms p50/p99",
+        "INIT ms p50/p99",
+        "RUN ms p50/p99",
+    ];
+    let rows: Vec<Vec<String>> = report
+        .functions
+        .iter()
+        .map(|f| {
+            vec![
+                f.name.clone(),
+                f.version.to_string(),
+                f.invocations.to_string(),
+                format!("{}({}/{})", f.cold_starts, f.cold_from_pool, f.cold_new),
+                f.warm_hits.to_string(),
+                f.throttles.to_string(),
+                f.timeouts.to_string(),
+                f.errors.to_string(),
+                format!(
+                    "{}/{}/{}",
+                    f.sandboxes_live, f.sandboxes_idle, f.sandboxes_busy
+                ),
+                f.prepared.to_string(),
+                format!("{}({})", f.queue_depth, f.queue_peak),
+                ms(&f.queue_wait_us),
+                ms(&f.init_us),
+                ms(&f.run_us),
+            ]
+        })
+        .collect();
+    let mut out = table(&header, &rows);
+    let d = &report.daemon;
+    out.push_str(&format!(
+        "\nsandboxes: {} live, {} created, {} destroyed\n",
+        d.sandboxes_live, d.sandboxes_created, d.sandboxes_destroyed
+    ));
+    let pool_header = [
+        "POOL", "IDLE", "BOOTING", "TARGET", "MIN..MAX", "COLD/S", "TAKEN", "MISSES",
+    ];
+    let pool_rows: Vec<Vec<String>> = d
+        .pool
+        .iter()
+        .map(|p| {
+            vec![
+                format!("{} {} MB", p.runtime, p.memory_mb),
+                p.idle.to_string(),
+                p.booting.to_string(),
+                p.target.to_string(),
+                format!("{}..{}", p.min, p.max),
+                format!("{:.2}", p.cold_start_rate),
+                p.taken.to_string(),
+                p.misses.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&pool_header, &pool_rows));
     Rendered::ok(out)
+}
+
+/// `sprout pretrigger`.
+pub fn pretriggered(accepted: &PretriggerAccepted) -> Rendered {
+    Rendered::ok(format!(
+        "preparing {} sandboxes of {} version {} ({} starting), kept for {} s\n",
+        accepted.count, accepted.name, accepted.version, accepted.starting, accepted.ttl_secs
+    ))
 }
 
 fn json_line(value: &Value) -> Vec<u8> {
@@ -229,6 +340,7 @@ mod tests {
             sandbox: 3,
             duration_us: 120,
             total_us: 400,
+            affinity_hit: false,
         }
     }
 
@@ -265,7 +377,8 @@ mod tests {
         assert_eq!(
             stdout_json(&r),
             json!({"request_id": 9, "ok": true, "result": {"a": [1, 2]}, "error": null,
-                   "cold": true, "sandbox": 3, "duration_us": 120, "total_us": 400})
+                   "cold": true, "sandbox": 3, "duration_us": 120, "total_us": 400,
+                   "affinity_hit": false})
         );
         let r = invoke("hello", &Ok(resp(b"plain text", None)), true, &sock());
         assert_eq!(stdout_json(&r)["result"], "plain text");
@@ -378,18 +491,63 @@ mod tests {
             env: BTreeMap::new(),
             code_bytes: 1,
             deployed_at_unix: 2,
+            concurrency: 10,
+            max_queue: 100,
+            idle_timeout_secs: 300,
+            affinity_mode: Default::default(),
         };
         let r = list(std::slice::from_ref(&f), false);
         assert_eq!(
             String::from_utf8(r.stdout).unwrap(),
-            "NAME                  VERSION  RUNTIME  MEMORY  TIMEOUT\n\
-             a-long-function-name  12       python   128 MB  3 s\n"
+            "NAME                  VERSION  RUNTIME  MEMORY  TIMEOUT  CONCURRENCY  QUEUE  IDLE   AFFINITY\n\
+             a-long-function-name  12       python   128 MB  3 s      10           100    300 s  shared\n"
         );
         let r = list(&[f], true);
         let v = stdout_json(&r);
         assert_eq!(v[0]["name"], "a-long-function-name");
         assert_eq!(v[0]["version"], 12);
         assert_eq!(list(&[], true).stdout, b"[]\n");
+    }
+
+    #[test]
+    fn stats_table_and_json() {
+        use crate::protocol::{FunctionStats, PoolStats};
+        let mut report = StatsReport::default();
+        report.functions.push(FunctionStats {
+            name: "f".into(),
+            version: 2,
+            invocations: 50,
+            cold_starts: 8,
+            cold_from_pool: 1,
+            cold_new: 7,
+            queue_peak: 42,
+            queue_wait_us: Percentiles {
+                count: 50,
+                p50: 1500,
+                p99: 20_000,
+                max: 21_000,
+            },
+            ..FunctionStats::default()
+        });
+        report.daemon.pool.push(PoolStats {
+            runtime: "python".into(),
+            memory_mb: 128,
+            target: 3,
+            min: 1,
+            max: 8,
+            ..PoolStats::default()
+        });
+        let text = String::from_utf8(stats(&report, false).stdout).unwrap();
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.starts_with("f     2    50       8(1/7)"), "{text}");
+        assert!(row.contains("0(42)") && row.contains("1.5/20.0"), "{text}");
+        assert!(
+            text.contains("python 128 MB  0     0        3       1..8"),
+            "{text}"
+        );
+        let v = stdout_json(&stats(&report, true));
+        assert_eq!(v["functions"][0]["queue_peak"], 42);
+        assert_eq!(v["daemon"]["pool"][0]["target"], 3);
     }
 
     #[test]
@@ -404,6 +562,10 @@ mod tests {
             env: BTreeMap::new(),
             code_bytes: 1,
             deployed_at_unix: 2,
+            concurrency: 10,
+            max_queue: 100,
+            idle_timeout_secs: 300,
+            affinity_mode: Default::default(),
         };
         assert_eq!(deployed(&info).stdout, b"deployed hello version 2\n");
         assert_eq!(removed("hello").stdout, b"removed hello\n");

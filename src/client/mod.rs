@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub use error::{ClientError, ProtocolError};
 
 use crate::protocol::{
-    DeploySpec, FunctionInfo, InvokeRequest, InvokeResponse, Request, Response, MAX_PAYLOAD,
+    DeploySpec, FunctionInfo, InvokeRequest, InvokeResponse, PretriggerAccepted, PretriggerRequest,
+    Request, Response, StatsReport, MAX_PAYLOAD,
 };
 use connection::Connection;
 
@@ -26,6 +27,14 @@ pub fn default_socket() -> PathBuf {
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(crate::daemon::DaemonConfig::DEFAULT_SOCKET))
+}
+
+/// How to run one invocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvokeOptions {
+    /// Send it to the sandbox that last served this key (see the daemon's
+    /// affinity routing); it also reaches the handler.
+    pub affinity: Option<String>,
 }
 
 /// A connection to the daemon.
@@ -76,6 +85,16 @@ impl Client {
     /// Invoke a function. The function's own failure (and a timeout, OOM or
     /// crash) is `Ok` with [`InvokeResponse::error`] set.
     pub fn invoke(&self, function: &str, payload: &[u8]) -> Result<InvokeResponse, ClientError> {
+        self.invoke_with(function, payload, &InvokeOptions::default())
+    }
+
+    /// [`Client::invoke`] with options (an affinity key).
+    pub fn invoke_with(
+        &self,
+        function: &str,
+        payload: &[u8],
+        options: &InvokeOptions,
+    ) -> Result<InvokeResponse, ClientError> {
         if payload.len() > self.max_payload {
             return Err(ClientError::PayloadTooLarge {
                 len: payload.len(),
@@ -85,10 +104,45 @@ impl Client {
         let req = Request::Invoke(InvokeRequest {
             function: function.to_owned(),
             payload: payload.to_vec(),
+            affinity: options.affinity.clone(),
         });
         match self.conn.call(&req)? {
             Response::Invoked(resp) => Ok(resp),
             other => Err(unexpected("Invoke", other)),
+        }
+    }
+
+    /// Counters of one function (`Some(name)`) or of all, and of the
+    /// daemon.
+    pub fn stats(&self, name: Option<&str>) -> Result<StatsReport, ClientError> {
+        let req = Request::Stats {
+            name: name.map(str::to_owned),
+        };
+        match self.conn.call(&req)? {
+            Response::Stats(report) => Ok(report),
+            other => Err(unexpected("Stats", other)),
+        }
+    }
+
+    /// Tell the daemon to expect `count` invocations of `name` soon: it
+    /// prepares up to that many sandboxes (bounded by the function's
+    /// concurrency) and keeps them from idle reaping for `ttl_secs` (the
+    /// daemon's default when `None`). Returns at once; `prepared` in
+    /// [`Client::stats`] shows when they are ready.
+    pub fn pretrigger(
+        &self,
+        name: &str,
+        count: u32,
+        ttl_secs: Option<u32>,
+    ) -> Result<PretriggerAccepted, ClientError> {
+        let req = Request::Pretrigger(PretriggerRequest {
+            name: name.to_owned(),
+            count,
+            ttl_secs,
+        });
+        match self.conn.call(&req)? {
+            Response::Pretriggered(accepted) => Ok(accepted),
+            other => Err(unexpected("Pretrigger", other)),
         }
     }
 
@@ -119,6 +173,8 @@ fn unexpected(sent: &'static str, got: Response) -> ClientError {
         Response::Invoked(_) => "Invoked",
         Response::Functions(_) => "Functions",
         Response::Removed { .. } => "Removed",
+        Response::Stats(_) => "StatsReport",
+        Response::Pretriggered(_) => "Pretriggered",
     };
     ClientError::Protocol(ProtocolError::UnexpectedResponse { sent, got })
 }

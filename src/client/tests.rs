@@ -11,7 +11,8 @@ use std::thread;
 
 use super::*;
 use crate::protocol::{
-    decode_request, encode_response, ErrorBody, ErrorKind, FrameDecoder, FrameError, Request,
+    decode_request, encode_response, ErrorBody, ErrorKind, FrameDecoder, FrameError, FunctionStats,
+    Request,
 };
 
 /// A fake daemon serving one connection with `script`.
@@ -87,6 +88,7 @@ fn echo(id: u64, req: &Request) -> Response {
         sandbox: 1,
         duration_us: 10,
         total_us: 20,
+        affinity_hit: false,
     })
 }
 
@@ -101,6 +103,10 @@ fn info(name: &str) -> FunctionInfo {
         env: BTreeMap::new(),
         code_bytes: 10,
         deployed_at_unix: 1,
+        concurrency: 10,
+        max_queue: 100,
+        idle_timeout_secs: 300,
+        affinity_mode: Default::default(),
     }
 }
 
@@ -187,6 +193,20 @@ fn control_calls_round_trip_and_remote_errors_are_typed() {
                     Response::Error(ErrorBody::new(ErrorKind::NotFound, format!("no {name}")))
                 }
                 Request::Invoke(_) => Response::Functions(vec![]),
+                Request::Stats { name } => Response::Stats(StatsReport {
+                    functions: vec![FunctionStats {
+                        name: name.unwrap_or_default(),
+                        ..FunctionStats::default()
+                    }],
+                    ..StatsReport::default()
+                }),
+                Request::Pretrigger(req) => Response::Pretriggered(PretriggerAccepted {
+                    name: req.name,
+                    version: 1,
+                    count: req.count.min(10),
+                    starting: 0,
+                    ttl_secs: req.ttl_secs.unwrap_or(60),
+                }),
             };
             peer.send(id, &resp);
         }
@@ -200,11 +220,18 @@ fn control_calls_round_trip_and_remote_errors_are_typed() {
         memory_mb: None,
         timeout_secs: None,
         env: BTreeMap::new(),
+        concurrency: None,
+        max_queue: None,
+        idle_timeout_secs: None,
+        affinity_mode: None,
     };
     assert_eq!(client.deploy(&spec).unwrap().name, "hello");
     let names: Vec<_> = client.list().unwrap().into_iter().map(|f| f.name).collect();
     assert_eq!(names, ["a", "b"]);
     client.remove("a").unwrap();
+    assert_eq!(client.stats(Some("f")).unwrap().functions[0].name, "f");
+    let accepted = client.pretrigger("f", 50, Some(5)).unwrap();
+    assert_eq!((accepted.count, accepted.ttl_secs), (10, 5));
     match client.remove("zzz") {
         Err(ClientError::Remote(body)) => {
             assert_eq!(body.kind, ErrorKind::NotFound);
@@ -253,6 +280,7 @@ fn oversized_response_fails_its_caller_and_the_connection_survives() {
                 sandbox: 1,
                 duration_us: 1,
                 total_us: 1,
+                affinity_hit: false,
             }),
         );
         let (id, req) = peer.recv().unwrap();

@@ -14,13 +14,18 @@ pub struct DaemonConfig {
     pub event_loop: Option<Backend>,
     /// Largest invocation payload (and result) accepted, in bytes.
     pub max_payload: usize,
-    /// Idle pre-forked sandboxes kept per shape.
-    pub pool_size: usize,
+    /// Fewest idle pre-forked sandboxes kept per shape; the pool starts
+    /// here.
+    pub pool_min: usize,
+    /// Most idle pre-forked sandboxes kept per shape, however fast cold
+    /// starts come.
+    pub pool_max: usize,
 }
 
 impl DaemonConfig {
     pub const DEFAULT_SOCKET: &'static str = "/run/sprout/sprout.sock";
     pub const DEFAULT_STATE_DIR: &'static str = "/var/lib/sprout";
     pub const DEFAULT_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
-    pub const DEFAULT_POOL_SIZE: usize = 2;
+    pub const DEFAULT_POOL_MIN: usize = 1;
+    pub const DEFAULT_POOL_MAX: usize = 8;
 }

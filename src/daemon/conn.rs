@@ -184,6 +184,23 @@ impl Daemon {
                 };
                 self.respond(id, request_id, &response);
             }
+            Request::Stats { name } => {
+                let response = match self.stats_report(name.as_deref()) {
+                    Some(report) => Response::Stats(report),
+                    None => Response::Error(ErrorBody::new(
+                        ErrorKind::NotFound,
+                        format!("no function named {}", name.unwrap_or_default()),
+                    )),
+                };
+                self.respond(id, request_id, &response);
+            }
+            Request::Pretrigger(req) => {
+                let response = match self.pretrigger(&req) {
+                    Ok(accepted) => Response::Pretriggered(accepted),
+                    Err(error) => Response::Error(error),
+                };
+                self.respond(id, request_id, &response);
+            }
         }
     }
 

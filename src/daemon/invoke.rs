@@ -9,7 +9,7 @@ use crate::protocol::{
     DeploySpec, ErrorBody, ErrorKind, FunctionInfo, InvokeRequest, InvokeResponse, Response,
 };
 use crate::reactor::{Completion, Op};
-use crate::scheduler::{InvocationId, SandboxId};
+use crate::scheduler::{Dispatch, InvocationId, Refused, SandboxId};
 
 /// One accepted invocation until its answer is queued for the client.
 pub(super) struct Invocation {
@@ -18,10 +18,12 @@ pub(super) struct Invocation {
     key: FunctionKey,
     /// Handed to the sandbox at dispatch.
     payload: Vec<u8>,
+    affinity: Option<String>,
     accepted: Instant,
     dispatched: Option<Instant>,
     pub(super) sandbox: Option<SandboxId>,
     cold: bool,
+    affinity_hit: bool,
 }
 
 impl Daemon {
@@ -61,12 +63,13 @@ impl Daemon {
                 format!("function {name} was removed"),
             );
         }
+        self.counters.remove(name);
         tracing::info!(function = name, "removed");
         true
     }
 
     /// The live version of a function, if it is deployed and served.
-    fn current_key(&self, name: &str) -> Option<FunctionKey> {
+    pub(super) fn current_key(&self, name: &str) -> Option<FunctionKey> {
         let function = self.registry.get(name)?;
         let key = (function.name.clone(), function.version);
         self.functions.contains_key(&key).then_some(key)
@@ -80,21 +83,8 @@ impl Daemon {
         };
         state.retired = true;
         let pending = state.queue.drain_pending();
-        for sandbox in state.queue.take_idle() {
-            self.pool.kill(sandbox, KillReason::Retired);
-        }
-        // Sandboxes still starting for it are killed too: they never served.
-        let starting: Vec<SandboxId> = self
-            .pool
-            .ids()
-            .into_iter()
-            .filter(|&id| {
-                self.pool
-                    .get(id)
-                    .is_some_and(|s| s.function.as_ref() == Some(key) && s.is_starting())
-            })
-            .collect();
-        for sandbox in starting {
+        // Idle ones end now; those still starting too: they never served.
+        for sandbox in state.queue.retire() {
             self.pool.kill(sandbox, KillReason::Retired);
         }
         self.forget_if_drained(key);
@@ -121,10 +111,10 @@ impl Daemon {
         let queued = self
             .functions
             .get_mut(key)
-            .map(|state| state.queue.enqueue(id));
+            .map(|state| state.queue.enqueue(id, invocation.affinity.as_deref()));
         match queued {
             Some(Ok(())) => {}
-            Some(Err(throttled)) => self.fail(id, ErrorKind::Throttled, throttled.to_string()),
+            Some(Err(refused)) => self.fail(id, refused_kind(refused), refused.to_string()),
             None => self.fail(id, ErrorKind::NotFound, "function is gone".into()),
         }
     }
@@ -153,10 +143,16 @@ impl Daemon {
         let id = self.next_invocation;
         self.next_invocation += 1;
         let state = self.functions.get_mut(&key).expect("current key is served");
-        if let Err(throttled) = state.queue.enqueue(id) {
-            return reject(self, ErrorKind::Throttled, throttled.to_string());
+        if let Err(refused) = state.queue.enqueue(id, request.affinity.as_deref()) {
+            if let Some(counters) = self.counters.get_mut(&key.0) {
+                counters.refused(refused);
+            }
+            return reject(self, refused_kind(refused), refused.to_string());
         }
         let wait = Duration::from_secs(state.function.timeout_secs.into()) + QUEUE_ALLOWANCE;
+        if let Some(counters) = self.counters.get_mut(&key.0) {
+            counters.invocations += 1;
+        }
         self.invocations.insert(
             id,
             Invocation {
@@ -164,10 +160,12 @@ impl Daemon {
                 request_id,
                 key: key.clone(),
                 payload: request.payload,
+                affinity: request.affinity,
                 accepted: Instant::now(),
                 dispatched: None,
                 sandbox: None,
                 cold: false,
+                affinity_hit: false,
             },
         );
         self.reactor.submit(
@@ -178,29 +176,37 @@ impl Daemon {
     }
 
     /// Pair queued invocations with idle sandboxes, then start as many
-    /// sandboxes as the queue depth calls for.
+    /// sandboxes as the queue depth calls for (in strict affinity mode at
+    /// its limit, after ending idle sandboxes of other keys).
     pub(super) fn pump(&mut self, key: &FunctionKey) {
-        while let Some((invocation, sandbox)) = self
+        while let Some(dispatch) = self
             .functions
             .get_mut(key)
             .and_then(|s| s.queue.next_dispatch())
         {
-            self.run_on(invocation, sandbox);
+            self.run_on(dispatch);
         }
-        let wanted = self
-            .functions
-            .get(key)
-            .filter(|s| !s.retired)
-            .map_or(0, |s| s.queue.wanted_starts());
-        for _ in 0..wanted {
-            if !self.provision(key) {
+        let Some(state) = self.functions.get_mut(key).filter(|s| !s.retired) else {
+            return;
+        };
+        for sandbox in state.queue.evictions() {
+            tracing::debug!(sandbox, function = %key.0, "evicting an idle sandbox of another key");
+            self.pool.kill(sandbox, KillReason::Reaped);
+        }
+        for _ in 0..state.queue.wanted_starts() {
+            if self.provision(key, None).is_none() {
                 break;
             }
         }
     }
 
     /// Write an invocation into an idle sandbox's ring.
-    fn run_on(&mut self, id: InvocationId, sandbox: SandboxId) {
+    fn run_on(&mut self, dispatch: Dispatch) {
+        let Dispatch {
+            invocation: id,
+            sandbox,
+            affinity_hit,
+        } = dispatch;
         let Some(invocation) = self.invocations.get_mut(&id) else {
             // Its deadline passed in the queue; the sandbox pulls again.
             self.sandbox_idle(sandbox);
@@ -216,11 +222,22 @@ impl Daemon {
         let deadline_ms = (SystemTime::now() + timeout)
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let meta = format!(r#"{{"id":{id},"deadline_ms":{deadline_ms}}}"#);
+        let meta = match &invocation.affinity {
+            None => format!(r#"{{"id":{id},"deadline_ms":{deadline_ms}}}"#),
+            Some(key) => format!(
+                r#"{{"id":{id},"deadline_ms":{deadline_ms},"affinity_key":{}}}"#,
+                serde_json::Value::from(key.as_str())
+            ),
+        };
         let payload = std::mem::take(&mut invocation.payload);
-        invocation.dispatched = Some(Instant::now());
+        let now = Instant::now();
+        invocation.dispatched = Some(now);
         invocation.sandbox = Some(sandbox);
-        invocation.cold = slot.served == 0;
+        invocation.cold = slot.is_cold_for(invocation.accepted);
+        invocation.affinity_hit = affinity_hit;
+        if let Some(counters) = self.counters.get_mut(&invocation.key.0) {
+            counters.dispatched(invocation, slot.from_pool, now);
+        }
         slot.phase = Phase::Busy(id);
         let sent = slot.ring.send_invoke(id, meta.as_bytes(), &payload);
         self.reactor.cancel(Event::QueueDeadline(id).token());
@@ -251,7 +268,7 @@ impl Daemon {
         slot.phase = Phase::Idle;
         match self.functions.get_mut(&key) {
             Some(state) if !state.retired => {
-                state.queue.sandbox_idle(sandbox);
+                state.queue.sandbox_idle(sandbox, Instant::now());
                 self.pump(&key);
             }
             _ => self.pool.kill(sandbox, KillReason::Retired),
@@ -296,6 +313,9 @@ impl Daemon {
         if let Some(error) = &error {
             tracing::debug!(invocation = id, kind = %error.kind, message = %error.message, "invocation failed");
         }
+        if let Some(counters) = self.counters.get_mut(&invocation.key.0) {
+            counters.finished(&invocation, now, error.as_ref().map(|e| e.kind));
+        }
         let response = Response::Invoked(InvokeResponse {
             invocation_id: id,
             result,
@@ -306,6 +326,7 @@ impl Daemon {
                 .dispatched
                 .map_or(0, |d| micros(now.duration_since(d))),
             total_us: micros(now.duration_since(invocation.accepted)),
+            affinity_hit: invocation.affinity_hit,
         });
         self.respond(invocation.conn, invocation.request_id, &response);
     }
@@ -359,8 +380,38 @@ impl Daemon {
     }
 }
 
-fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The error a refused invocation gets.
+fn refused_kind(refused: Refused) -> ErrorKind {
+    match refused {
+        Refused::Throttled { .. } => ErrorKind::Throttled,
+        Refused::KeyRequired => ErrorKind::BadRequest,
+    }
+}
+
+impl Invocation {
+    pub(super) fn accepted(&self) -> Instant {
+        self.accepted
+    }
+
+    pub(super) fn dispatched(&self) -> Option<Instant> {
+        self.dispatched
+    }
+
+    pub(super) fn cold(&self) -> bool {
+        self.cold
+    }
+
+    pub(super) fn has_key(&self) -> bool {
+        self.affinity.is_some()
+    }
+
+    pub(super) fn affinity_hit(&self) -> bool {
+        self.affinity_hit
+    }
 }
 
 impl FnState {

@@ -13,8 +13,11 @@ mod config;
 mod conn;
 mod invoke;
 mod log_limit;
+mod pretrigger;
+mod reaper;
 mod sandboxes;
 mod setup;
+mod stats;
 mod tokens;
 
 use std::collections::HashMap;
@@ -31,6 +34,7 @@ use crate::registry::{Function, Registry};
 use crate::scheduler::{FunctionQueue, InvocationId};
 use conn::Conn;
 use invoke::Invocation;
+use stats::FnCounters;
 use tokens::Event;
 
 /// Run the daemon in the foreground until SIGTERM or SIGINT.
@@ -68,6 +72,10 @@ pub(crate) struct Daemon {
     functions: HashMap<FunctionKey, FnState>,
     invocations: HashMap<InvocationId, Invocation>,
     conns: HashMap<u64, Conn>,
+    /// Per function name, across its versions.
+    counters: HashMap<String, FnCounters>,
+    started: Instant,
+    last_tick: Instant,
     listener: Rc<OwnedFd>,
     signals: Rc<OwnedFd>,
     next_conn: u64,
@@ -146,6 +154,11 @@ impl Daemon {
     }
 
     fn on_tick(&mut self) {
+        let now = Instant::now();
+        self.pool
+            .tick(now.saturating_duration_since(self.last_tick));
+        self.last_tick = now;
+        self.reap(now);
         for id in self.pool.stuck_booting(BOOT_LIMIT) {
             tracing::warn!(
                 sandbox = id,

@@ -19,11 +19,14 @@ const MAX_MESSAGES_PER_BELL: usize = 64;
 
 impl Daemon {
     /// Start one more sandbox for `key`: a pooled one when the pool has its
-    /// shape, else a new one. `false` when none could be had.
-    pub(super) fn provision(&mut self, key: &FunctionKey) -> bool {
-        let Some(state) = self.functions.get(key) else {
-            return false;
-        };
+    /// shape, else a new one (`None` when none could be had). A pre-trigger
+    /// keeps it from idle reaping until `pinned_until`.
+    pub(super) fn provision(
+        &mut self,
+        key: &FunctionKey,
+        pinned_until: Option<Instant>,
+    ) -> Option<SandboxId> {
+        let state = self.functions.get(key)?;
         let shape = Shape {
             runtime: state.function.runtime,
             memory_mb: state.function.memory_mb,
@@ -44,16 +47,16 @@ impl Daemon {
                             "could not create a sandbox (see the daemon's log)".into(),
                         );
                     }
-                    return false;
+                    return None;
                 }
             },
         };
         if let Some(state) = self.functions.get_mut(key) {
-            state.queue.sandbox_starting();
+            state.queue.sandbox_starting(sandbox, pinned_until);
         }
         tracing::debug!(sandbox, function = %key.0, "provisioned");
         self.refill_wanted = true;
-        true
+        Some(sandbox)
     }
 
     /// Create a sandbox and watch its doorbell and its exit.
@@ -185,11 +188,16 @@ impl Daemon {
                     .function
                     .clone()
                     .expect("initializing sandboxes have a function");
+                let now = Instant::now();
                 slot.phase = Phase::Idle;
                 slot.initialized = true;
+                slot.ready_at = Some(now);
+                if let Some(counters) = self.counters.get_mut(&key.0) {
+                    counters.initialized(slot.assigned_at, now);
+                }
                 match self.functions.get_mut(&key) {
                     Some(state) if !state.retired => {
-                        state.queue.sandbox_ready(id);
+                        state.queue.sandbox_ready(id, now);
                         self.pump(&key);
                     }
                     _ => self.pool.kill(id, KillReason::Retired),
@@ -328,10 +336,10 @@ impl Daemon {
         }
         if let Some(key) = slot.function.clone() {
             if let Some(state) = self.functions.get_mut(&key) {
-                state.queue.sandbox_gone(id, was_starting);
+                state.queue.sandbox_gone(id);
                 let deliberate = matches!(
                     slot.killed,
-                    Some(KillReason::Retired | KillReason::Shutdown)
+                    Some(KillReason::Retired | KillReason::Shutdown | KillReason::Reaped)
                 );
                 if was_starting && !deliberate {
                     // It died in its init: the oldest waiting invocation

@@ -15,7 +15,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::{Daemon, DaemonConfig, FnState};
-use crate::pool::{Pool, Shape};
+use crate::pool::{Pool, Shape, Sizing};
 use crate::reactor::Reactor;
 use crate::registry::{Function, Registry};
 use crate::sandbox::{RuntimeKind, SandboxEnv};
@@ -56,15 +56,16 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
     let listener = bind_socket(&config.socket)?;
 
     let max_message = config.max_payload + crate::protocol::BODY_HEADROOM;
-    let mut pool = Pool::new(env, max_message);
+    let mut pool = Pool::new(
+        env,
+        max_message,
+        Sizing::new(config.pool_min, config.pool_max),
+    );
     for runtime in RuntimeKind::all() {
-        pool.set_target(
-            Shape {
-                runtime,
-                memory_mb: Function::DEFAULT_MEMORY_MB,
-            },
-            config.pool_size,
-        );
+        pool.add_shape(Shape {
+            runtime,
+            memory_mb: Function::DEFAULT_MEMORY_MB,
+        });
     }
     let mut daemon = Daemon {
         config,
@@ -74,6 +75,9 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
         functions: Default::default(),
         invocations: Default::default(),
         conns: Default::default(),
+        counters: Default::default(),
+        started: Instant::now(),
+        last_tick: Instant::now(),
         listener: Rc::new(listener),
         signals: Rc::new(OwnedFd::from(signals)),
         next_conn: 1,
@@ -104,18 +108,21 @@ impl Daemon {
             runtime: function.runtime,
             memory_mb: function.memory_mb,
         };
-        self.pool.set_target(shape, self.config.pool_size);
+        self.pool.add_shape(shape);
         self.refill_wanted = true;
         let key = (function.name.clone(), function.version);
+        self.counters.entry(function.name.clone()).or_default();
+        let queue = FunctionQueue::new(
+            function.concurrency as usize,
+            function.max_queue as usize,
+            function.affinity_mode,
+        );
         self.functions.insert(
             key,
             FnState {
                 function: Rc::new(function),
                 code,
-                queue: FunctionQueue::new(
-                    FunctionQueue::DEFAULT_CONCURRENCY,
-                    FunctionQueue::DEFAULT_MAX_QUEUE,
-                ),
+                queue,
                 retired: false,
             },
         );

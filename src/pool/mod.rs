@@ -11,9 +11,14 @@
 
 #![deny(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+mod sizing;
 
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+pub use sizing::{Demand, Sizing};
+
+use crate::protocol::PoolStats;
 use crate::ring::{HostRing, RingError};
 use crate::sandbox::{Limits, RuntimeKind, Sandbox, SandboxEnv, SandboxError};
 use crate::scheduler::{InvocationId, SandboxId};
@@ -62,6 +67,9 @@ pub enum KillReason {
     Retired,
     BootTimeout,
     Shutdown,
+    /// Idle past its function's idle timeout, evicted for another key, or
+    /// a pooled sandbox beyond the pool's target.
+    Reaped,
 }
 
 /// One live sandbox and its ring.
@@ -79,12 +87,25 @@ pub struct Slot {
     pub killed: Option<KillReason>,
     /// Its function's init finished (INIT_OK).
     pub initialized: bool,
+    /// It was handed to its function from the pool (not created for it).
+    pub from_pool: bool,
+    /// When its function was given to it (assignment, or spawn for it).
+    pub assigned_at: Instant,
+    /// When its function's init finished.
+    pub ready_at: Option<Instant>,
 }
 
 impl Slot {
     /// Counted by its function's queue as starting (not yet initialized).
     pub fn is_starting(&self) -> bool {
         self.function.is_some() && !self.initialized
+    }
+
+    /// Whether an invocation accepted at `accepted` that runs here is a
+    /// cold start: this sandbox's first, and it had to wait for the init.
+    /// A sandbox prepared ahead (pre-trigger, earlier demand) is warm.
+    pub fn is_cold_for(&self, accepted: Instant) -> bool {
+        self.served == 0 && self.ready_at.is_none_or(|ready| ready > accepted)
     }
 }
 
@@ -93,20 +114,26 @@ pub struct Pool {
     env: SandboxEnv,
     slots: HashMap<SandboxId, Slot>,
     pooled: BTreeMap<Shape, Vec<SandboxId>>,
-    targets: BTreeMap<Shape, usize>,
+    demand: BTreeMap<Shape, Demand>,
+    sizing: Sizing,
     next_id: SandboxId,
     max_message: usize,
+    created: u64,
+    destroyed: u64,
 }
 
 impl Pool {
-    pub fn new(env: SandboxEnv, max_message: usize) -> Pool {
+    pub fn new(env: SandboxEnv, max_message: usize, sizing: Sizing) -> Pool {
         Pool {
             env,
             slots: HashMap::new(),
             pooled: BTreeMap::new(),
-            targets: BTreeMap::new(),
+            demand: BTreeMap::new(),
+            sizing,
             next_id: 1,
             max_message,
+            created: 0,
+            destroyed: 0,
         }
     }
 
@@ -114,28 +141,74 @@ impl Pool {
         &self.env
     }
 
-    /// Keep `count` idle sandboxes of `shape` ready.
-    pub fn set_target(&mut self, shape: Shape, count: usize) {
-        self.targets.insert(shape, count);
+    /// Keep sandboxes of `shape` in the pool (from `min` of them).
+    pub fn add_shape(&mut self, shape: Shape) {
+        let sizing = self.sizing;
+        self.demand
+            .entry(shape)
+            .or_insert_with(|| Demand::new(sizing));
+    }
+
+    /// Move every shape's target after `elapsed` more of cold-start history.
+    pub fn tick(&mut self, elapsed: Duration) {
+        for demand in self.demand.values_mut() {
+            demand.tick(elapsed, self.sizing);
+        }
+    }
+
+    fn booting_neutral(&self, shape: Shape) -> usize {
+        self.slots
+            .values()
+            .filter(|s| s.shape == shape && s.function.is_none() && s.phase == Phase::Booting)
+            .count()
     }
 
     /// Shapes whose pooled plus booting neutral sandboxes fall short of
     /// their target, with how many are missing.
     pub fn shortfall(&self) -> Vec<(Shape, usize)> {
-        self.targets
+        self.demand
             .iter()
-            .filter_map(|(&shape, &target)| {
-                let have = self.pooled.get(&shape).map_or(0, Vec::len)
-                    + self
-                        .slots
-                        .values()
-                        .filter(|s| {
-                            s.shape == shape && s.function.is_none() && s.phase == Phase::Booting
-                        })
-                        .count();
-                (have < target).then(|| (shape, target - have))
+            .filter_map(|(&shape, demand)| {
+                let have =
+                    self.pooled.get(&shape).map_or(0, Vec::len) + self.booting_neutral(shape);
+                (have < demand.target).then(|| (shape, demand.target - have))
             })
             .collect()
+    }
+
+    /// Pooled sandboxes beyond their shape's target (the newest), to end.
+    pub fn surplus(&self) -> Vec<SandboxId> {
+        self.demand
+            .iter()
+            .flat_map(|(shape, demand)| {
+                let pooled = self.pooled.get(shape).map_or(&[][..], Vec::as_slice);
+                pooled[pooled.len().min(demand.target)..].to_vec()
+            })
+            .collect()
+    }
+
+    /// The pool per shape, for `sprout stats`.
+    pub fn stats(&self) -> Vec<PoolStats> {
+        self.demand
+            .iter()
+            .map(|(&shape, demand)| PoolStats {
+                runtime: shape.runtime.to_string(),
+                memory_mb: shape.memory_mb,
+                idle: self.pooled.get(&shape).map_or(0, Vec::len) as u64,
+                booting: self.booting_neutral(shape) as u64,
+                target: demand.target as u64,
+                min: self.sizing.min as u64,
+                max: self.sizing.max as u64,
+                cold_start_rate: demand.rate,
+                taken: demand.taken,
+                misses: demand.misses,
+            })
+            .collect()
+    }
+
+    /// Sandboxes created and destroyed since the daemon started.
+    pub fn lifetime_counts(&self) -> (u64, u64) {
+        (self.created, self.destroyed)
     }
 
     /// Create a sandbox of `shape`, neutral or already meant for `function`.
@@ -161,8 +234,12 @@ impl Pool {
                 created: Instant::now(),
                 killed: None,
                 initialized: false,
+                from_pool: false,
+                assigned_at: Instant::now(),
+                ready_at: None,
             },
         );
+        self.created += 1;
         Ok(id)
     }
 
@@ -174,10 +251,21 @@ impl Pool {
         }
     }
 
-    /// Take a pooled sandbox of `shape` out of the pool, oldest first.
+    /// Take a pooled sandbox of `shape` out of the pool for a function's
+    /// cold start, oldest first. Either way the shape's demand counts it.
     pub fn take_pooled(&mut self, shape: Shape) -> Option<SandboxId> {
-        let ids = self.pooled.get_mut(&shape)?;
-        (!ids.is_empty()).then(|| ids.remove(0))
+        let taken = self
+            .pooled
+            .get_mut(&shape)
+            .and_then(|ids| (!ids.is_empty()).then(|| ids.remove(0)));
+        let sizing = self.sizing;
+        if let Some(demand) = self.demand.get_mut(&shape) {
+            demand.cold_start(taken.is_some(), sizing);
+        }
+        let slot = self.slots.get_mut(&taken?)?;
+        slot.from_pool = true;
+        slot.assigned_at = Instant::now();
+        taken
     }
 
     pub fn get(&self, id: SandboxId) -> Option<&Slot> {
@@ -195,6 +283,7 @@ impl Pool {
         if let Some(ids) = self.pooled.get_mut(&slot.shape) {
             ids.retain(|&i| i != id);
         }
+        self.destroyed += 1;
         Some(slot)
     }
 

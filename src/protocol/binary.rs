@@ -9,16 +9,24 @@ use super::ErrorKind;
 
 const FLAG_COLD: u8 = 1 << 0;
 const FLAG_ERROR: u8 = 1 << 1;
+const FLAG_AFFINITY_HIT: u8 = 1 << 2;
 
 /// Body bytes of an Invoke request.
 pub(super) fn invoke_len(inv: &InvokeRequest) -> usize {
-    4 + inv.function.len() + 4 + inv.payload.len()
+    4 + inv.function.len()
+        + 4
+        + inv.payload.len()
+        + inv.affinity.as_ref().map_or(0, |k| 5 + k.len())
 }
 
-/// `function: bytes, payload: bytes`.
+/// `function: bytes, payload: bytes`, then `affinity: opt` only when the
+/// invocation has a key (a body without it is the version-1 layout).
 pub(super) fn encode_invoke(inv: &InvokeRequest, out: &mut Vec<u8>) {
     put_bytes(out, inv.function.as_bytes());
     put_bytes(out, &inv.payload);
+    if let Some(key) = &inv.affinity {
+        put_opt(out, Some(key));
+    }
 }
 
 /// The inverse of [`encode_invoke`]; the name is validated by the caller.
@@ -26,8 +34,17 @@ pub(super) fn decode_invoke(body: &[u8]) -> Result<InvokeRequest, DecodeError> {
     let mut r = Reader::new(body);
     let function = r.string("function name")?;
     let payload = r.bytes("payload")?.to_vec();
+    // Present (1) or left out: a 0 here is as redundant as trailing bytes.
+    let affinity = match r.peek() {
+        Some(1) => r.opt_string("affinity key")?,
+        _ => None,
+    };
     r.end()?;
-    Ok(InvokeRequest { function, payload })
+    Ok(InvokeRequest {
+        function,
+        payload,
+        affinity,
+    })
 }
 
 /// Body bytes of an Invoked response without its error (a capacity hint).
@@ -36,7 +53,7 @@ pub(super) fn invoked_len(inv: &InvokeResponse) -> usize {
 }
 
 /// `invocation_id: u64, sandbox: u64, duration_us: u64, total_us: u64,
-/// flags: u8 (bit 0 cold, bit 1 error), result: bytes`, then when bit 1 is
+/// flags: u8 (bit 0 cold, bit 1 error, bit 2 affinity hit), result: bytes`, then when bit 1 is
 /// set `kind: u16, message: bytes, error_type: opt, stack_trace: opt`.
 pub(super) fn encode_invoked(inv: &InvokeResponse, body: &mut Vec<u8>) {
     body.extend_from_slice(&inv.invocation_id.to_le_bytes());
@@ -49,6 +66,9 @@ pub(super) fn encode_invoked(inv: &InvokeResponse, body: &mut Vec<u8>) {
     }
     if inv.error.is_some() {
         flags |= FLAG_ERROR;
+    }
+    if inv.affinity_hit {
+        flags |= FLAG_AFFINITY_HIT;
     }
     body.push(flags);
     put_bytes(body, &inv.result);
@@ -68,7 +88,7 @@ pub(super) fn decode_invoked(body: &[u8]) -> Result<InvokeResponse, DecodeError>
     let duration_us = r.u64("duration")?;
     let total_us = r.u64("total time")?;
     let flags = r.u8("flags")?;
-    if flags & !(FLAG_COLD | FLAG_ERROR) != 0 {
+    if flags & !(FLAG_COLD | FLAG_ERROR | FLAG_AFFINITY_HIT) != 0 {
         return Err(DecodeError::BadFlags { flags });
     }
     let result = r.bytes("result")?.to_vec();
@@ -93,6 +113,7 @@ pub(super) fn decode_invoked(body: &[u8]) -> Result<InvokeResponse, DecodeError>
         sandbox,
         duration_us,
         total_us,
+        affinity_hit: flags & FLAG_AFFINITY_HIT != 0,
     })
 }
 
@@ -169,6 +190,10 @@ impl<'a> Reader<'a> {
             1 => self.string(field).map(Some),
             flags => Err(DecodeError::BadFlags { flags }),
         }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.rest.first().copied()
     }
 
     pub(super) fn end(&self) -> Result<(), DecodeError> {

@@ -47,6 +47,8 @@ pub enum DecodeError {
     InvalidName { name: String, reason: String },
     #[error("code path {path:?} is not absolute")]
     RelativeCodePath { path: std::path::PathBuf },
+    #[error("affinity key of {len} bytes is not 1 to {max} bytes", max = super::MAX_AFFINITY_KEY)]
+    AffinityKey { len: usize },
 }
 
 impl DecodeError {
@@ -59,6 +61,12 @@ impl DecodeError {
 #[derive(Serialize, Deserialize)]
 struct NameBody {
     name: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StatsBody {
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// Append the frame for request `req` with id `request_id` to `out`.
@@ -78,6 +86,13 @@ pub fn encode_request(request_id: u64, req: &Request, out: &mut Vec<u8>) {
             request_id,
             &NameBody { name: name.clone() },
         ),
+        Request::Stats { name } => json_frame(
+            out,
+            FrameKind::Stats,
+            request_id,
+            &StatsBody { name: name.clone() },
+        ),
+        Request::Pretrigger(req) => json_frame(out, FrameKind::Pretrigger, request_id, req),
     }
 }
 
@@ -96,6 +111,11 @@ pub fn decode_request(frame: &Frame) -> Result<Request, DecodeError> {
         FrameKind::Invoke => {
             let inv = binary::decode_invoke(&frame.body)?;
             check_name(&inv.function)?;
+            if let Some(key) = &inv.affinity {
+                if key.is_empty() || key.len() > super::MAX_AFFINITY_KEY {
+                    return Err(DecodeError::AffinityKey { len: key.len() });
+                }
+            }
             Request::Invoke(inv)
         }
         FrameKind::List => {
@@ -106,6 +126,18 @@ pub fn decode_request(frame: &Frame) -> Result<Request, DecodeError> {
             let NameBody { name } = json_body(kind, &frame.body)?;
             check_name(&name)?;
             Request::Remove { name }
+        }
+        FrameKind::Stats => {
+            let StatsBody { name } = json_body(kind, &frame.body)?;
+            if let Some(name) = &name {
+                check_name(name)?;
+            }
+            Request::Stats { name }
+        }
+        FrameKind::Pretrigger => {
+            let req: super::PretriggerRequest = json_body(kind, &frame.body)?;
+            check_name(&req.name)?;
+            Request::Pretrigger(req)
         }
         _ => {
             return Err(DecodeError::UnexpectedKind {
@@ -133,6 +165,10 @@ pub fn encode_response(request_id: u64, resp: &Response, out: &mut Vec<u8>) {
             request_id,
             &NameBody { name: name.clone() },
         ),
+        Response::Stats(report) => json_frame(out, FrameKind::StatsReport, request_id, report),
+        Response::Pretriggered(accepted) => {
+            json_frame(out, FrameKind::Pretriggered, request_id, accepted)
+        }
         Response::Error(err) => json_frame(out, FrameKind::Error, request_id, err),
     }
 }
@@ -148,6 +184,8 @@ pub fn decode_response(frame: &Frame) -> Result<Response, DecodeError> {
             let NameBody { name } = json_body(kind, &frame.body)?;
             Response::Removed { name }
         }
+        FrameKind::StatsReport => Response::Stats(json_body(kind, &frame.body)?),
+        FrameKind::Pretriggered => Response::Pretriggered(json_body(kind, &frame.body)?),
         FrameKind::Error => Response::Error(json_body(kind, &frame.body)?),
         _ => {
             return Err(DecodeError::UnexpectedKind {
@@ -214,6 +252,10 @@ mod tests {
             memory_mb: Some(256),
             timeout_secs: None,
             env: BTreeMap::from([("GREETING".into(), "hi \"there\"".into())]),
+            concurrency: Some(8),
+            max_queue: None,
+            idle_timeout_secs: Some(2),
+            affinity_mode: Some(super::super::AffinityMode::Strict),
         }
     }
 
@@ -228,6 +270,10 @@ mod tests {
             env: BTreeMap::new(),
             code_bytes: 4096,
             deployed_at_unix: 1_700_000_000,
+            concurrency: 10,
+            max_queue: 100,
+            idle_timeout_secs: 300,
+            affinity_mode: Default::default(),
         }
     }
 
@@ -244,6 +290,7 @@ mod tests {
             sandbox: 7,
             duration_us: 1234,
             total_us: 1500,
+            affinity_hit: false,
         }
     }
 
@@ -260,19 +307,31 @@ mod tests {
             Request::Invoke(InvokeRequest {
                 function: "hello".into(),
                 payload: b"{\"name\":\"x\"}".to_vec(),
+                affinity: None,
             }),
             Request::Invoke(InvokeRequest {
                 function: "f".into(),
                 payload: (0..=255).collect(),
+                affinity: Some("tenant-7".into()),
             }),
             Request::Invoke(InvokeRequest {
                 function: "empty".into(),
                 payload: vec![],
+                affinity: None,
             }),
             Request::List,
             Request::Remove {
                 name: "hello".into(),
             },
+            Request::Stats { name: None },
+            Request::Stats {
+                name: Some("hello".into()),
+            },
+            Request::Pretrigger(super::super::PretriggerRequest {
+                name: "hello".into(),
+                count: 4,
+                ttl_secs: Some(30),
+            }),
         ]
     }
 
@@ -294,6 +353,25 @@ mod tests {
             Response::Invoked(InvokeResponse {
                 cold: false,
                 ..invoked(None)
+            }),
+            Response::Invoked(InvokeResponse {
+                affinity_hit: true,
+                ..invoked(None)
+            }),
+            Response::Stats(super::super::StatsReport {
+                functions: vec![super::super::FunctionStats {
+                    name: "hello".into(),
+                    queue_peak: 42,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            Response::Pretriggered(super::super::PretriggerAccepted {
+                name: "hello".into(),
+                version: 2,
+                count: 3,
+                starting: 1,
+                ttl_secs: 60,
             }),
             Response::Functions(vec![]),
             Response::Functions(vec![info("a"), info("b")]),
@@ -372,7 +450,21 @@ mod tests {
                     ..frame.clone()
                 };
                 let err = if is_request {
-                    decode_request(&short).map(|_| ())
+                    match decode_request(&short) {
+                        // The affinity key is a trailing optional field:
+                        // cut off whole, what is left is a keyless invoke.
+                        Ok(Request::Invoke(inv)) => {
+                            let full = decode_request(&frame).unwrap();
+                            let Request::Invoke(full) = full else {
+                                panic!("not an invoke")
+                            };
+                            let key = full.affinity.expect("only keyed invokes end early");
+                            assert_eq!(inv.affinity, None);
+                            assert_eq!(cut, frame.body.len() - 5 - key.len());
+                            continue;
+                        }
+                        other => other.map(|_| ()),
+                    }
                 } else {
                     decode_response(&short).map(|_| ())
                 };
@@ -464,6 +556,39 @@ mod tests {
             decode_request(&json(FrameKind::Deploy, minimal)),
             Ok(Request::Deploy(_))
         ));
+        // A FunctionInfo from a daemon that predates the scheduling options
+        // decodes with their defaults.
+        let old_info = r#"[{"name":"f","version":1,"runtime":"native","memory_mb":128,
+            "timeout_secs":3,"code_bytes":1,"deployed_at_unix":1}]"#;
+        let Ok(Response::Functions(infos)) = decode_response(&json(FrameKind::Functions, old_info))
+        else {
+            panic!("old FunctionInfo refused")
+        };
+        assert_eq!(
+            (
+                infos[0].concurrency,
+                infos[0].max_queue,
+                infos[0].idle_timeout_secs
+            ),
+            (10, 100, 300)
+        );
+        assert!(matches!(
+            decode_request(&json(FrameKind::Stats, r#"{"name":"a b"}"#)),
+            Err(DecodeError::InvalidName { .. })
+        ));
+        for len in [0, crate::protocol::MAX_AFFINITY_KEY + 1] {
+            let mut out = Vec::new();
+            let req = Request::Invoke(InvokeRequest {
+                function: "f".into(),
+                payload: vec![],
+                affinity: Some("k".repeat(len)),
+            });
+            encode_request(1, &req, &mut out);
+            assert!(matches!(
+                decode_request(&one_frame(&out)),
+                Err(DecodeError::AffinityKey { .. })
+            ));
+        }
         assert!(matches!(
             decode_response(&json(FrameKind::Error, r#"{"kind":"Nope","message":""}"#)),
             Err(DecodeError::BadJson { .. })
@@ -502,6 +627,7 @@ mod tests {
                 let req = Request::Invoke(InvokeRequest {
                     function: format!("f{id}"),
                     payload,
+                    affinity: (id % 2 == 1).then(|| format!("key{id}")),
                 });
                 encode_request(id, &req, &mut stream);
                 want.push(req);

@@ -30,23 +30,31 @@ pub enum FrameKind {
     Invoke = 0x02,
     List = 0x03,
     Remove = 0x04,
+    Stats = 0x05,
+    Pretrigger = 0x06,
     Deployed = 0x81,
     Invoked = 0x82,
     Functions = 0x83,
     Removed = 0x84,
+    StatsReport = 0x85,
+    Pretriggered = 0x86,
     Error = 0xFF,
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 9] = [
+    pub const ALL: [FrameKind; 13] = [
         FrameKind::Deploy,
         FrameKind::Invoke,
         FrameKind::List,
         FrameKind::Remove,
+        FrameKind::Stats,
+        FrameKind::Pretrigger,
         FrameKind::Deployed,
         FrameKind::Invoked,
         FrameKind::Functions,
         FrameKind::Removed,
+        FrameKind::StatsReport,
+        FrameKind::Pretriggered,
         FrameKind::Error,
     ];
 
@@ -68,10 +76,14 @@ impl FrameKind {
             FrameKind::Invoke => "Invoke",
             FrameKind::List => "List",
             FrameKind::Remove => "Remove",
+            FrameKind::Stats => "Stats",
+            FrameKind::Pretrigger => "Pretrigger",
             FrameKind::Deployed => "Deployed",
             FrameKind::Invoked => "Invoked",
             FrameKind::Functions => "Functions",
             FrameKind::Removed => "Removed",
+            FrameKind::StatsReport => "StatsReport",
+            FrameKind::Pretriggered => "Pretriggered",
             FrameKind::Error => "Error",
         }
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::ErrorKind;
+use super::{ErrorKind, StatsReport};
 
 /// A client's request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,21 +13,30 @@ pub enum Request {
     Deploy(DeploySpec),
     Invoke(InvokeRequest),
     List,
-    Remove { name: String },
+    Remove {
+        name: String,
+    },
+    /// Counters of one function (`Some`) or of all of them.
+    Stats {
+        name: Option<String>,
+    },
+    Pretrigger(PretriggerRequest),
 }
 
 /// The daemon's answer to one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Response {
     Deployed(FunctionInfo),
     Invoked(InvokeResponse),
     Functions(Vec<FunctionInfo>),
     Removed { name: String },
+    Stats(StatsReport),
+    Pretriggered(PretriggerAccepted),
     Error(ErrorBody),
 }
 
 /// What to deploy. `code` is a path on the daemon's host, which copies it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploySpec {
     pub name: String,
     /// `"python"` or `"native"`.
@@ -44,6 +53,58 @@ pub struct DeploySpec {
     pub timeout_secs: Option<u32>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Most sandboxes at once (null: the default, 10).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Most invocations waiting for a sandbox (null: the default, 100).
+    #[serde(default)]
+    pub max_queue: Option<u32>,
+    /// Seconds a sandbox may stay idle before it is destroyed (null: 300).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u32>,
+    /// How affinity keys share sandboxes (null: shared).
+    #[serde(default)]
+    pub affinity_mode: Option<AffinityMode>,
+}
+
+/// How invocations with affinity keys use a function's sandboxes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AffinityMode {
+    /// A key goes to the sandbox that last served it; any sandbox may serve
+    /// any key, and invocations without a key.
+    #[default]
+    Shared,
+    /// A sandbox serves the first key it served and no other, nor
+    /// invocations without a key (per-tenant isolation).
+    Strict,
+}
+
+impl AffinityMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AffinityMode::Shared => "shared",
+            AffinityMode::Strict => "strict",
+        }
+    }
+}
+
+impl std::fmt::Display for AffinityMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AffinityMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<AffinityMode, String> {
+        match s {
+            "shared" => Ok(AffinityMode::Shared),
+            "strict" => Ok(AffinityMode::Strict),
+            _ => Err(format!("{s:?} is not an affinity mode (shared or strict)")),
+        }
+    }
 }
 
 /// A deployed function version, as the daemon reports it.
@@ -60,6 +121,32 @@ pub struct FunctionInfo {
     pub env: BTreeMap<String, String>,
     pub code_bytes: u64,
     pub deployed_at_unix: u64,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    #[serde(default = "default_max_queue")]
+    pub max_queue: u32,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u32,
+    #[serde(default)]
+    pub affinity_mode: AffinityMode,
+}
+
+/// Defaults of the scheduling options, shared by the registry and by
+/// decoding a `FunctionInfo` from a daemon that does not send them.
+pub const DEFAULT_CONCURRENCY: u32 = 10;
+pub const DEFAULT_MAX_QUEUE: u32 = 100;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u32 = 300;
+
+fn default_concurrency() -> u32 {
+    DEFAULT_CONCURRENCY
+}
+
+fn default_max_queue() -> u32 {
+    DEFAULT_MAX_QUEUE
+}
+
+fn default_idle_timeout() -> u32 {
+    DEFAULT_IDLE_TIMEOUT_SECS
 }
 
 /// Run `function` once with `payload`.
@@ -67,6 +154,33 @@ pub struct FunctionInfo {
 pub struct InvokeRequest {
     pub function: String,
     pub payload: Vec<u8>,
+    /// Route to the sandbox that last served this key (1 to
+    /// [`super::MAX_AFFINITY_KEY`] bytes).
+    pub affinity: Option<String>,
+}
+
+/// Prepare `count` sandboxes of `name` ahead of the invocations, kept
+/// from idle reaping for `ttl_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PretriggerRequest {
+    pub name: String,
+    pub count: u32,
+    /// null: [`DEFAULT_PRETRIGGER_TTL_SECS`].
+    #[serde(default)]
+    pub ttl_secs: Option<u32>,
+}
+
+pub const DEFAULT_PRETRIGGER_TTL_SECS: u32 = 60;
+
+/// What the daemon set out to prepare: `count` is the request bounded by
+/// the function's concurrency; `starting` of them are new sandboxes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PretriggerAccepted {
+    pub name: String,
+    pub version: u64,
+    pub count: u32,
+    pub starting: u32,
+    pub ttl_secs: u32,
 }
 
 /// How one invocation ended. A function's own failure (and a timeout, OOM
@@ -84,6 +198,9 @@ pub struct InvokeResponse {
     pub duration_us: u64,
     /// Time from the daemon reading the request to writing the response.
     pub total_us: u64,
+    /// The invocation carried an affinity key and went to the sandbox that
+    /// had served that key before.
+    pub affinity_hit: bool,
 }
 
 /// A typed error: an Error frame's body, or [`InvokeResponse::error`].

@@ -12,6 +12,7 @@ mod codec;
 mod error_kind;
 mod frame;
 mod messages;
+mod stats;
 
 pub use codec::{decode_request, decode_response, encode_request, encode_response, DecodeError};
 pub use error_kind::ErrorKind;
@@ -20,8 +21,11 @@ pub use frame::{
     VERSION,
 };
 pub use messages::{
-    DeploySpec, ErrorBody, FunctionInfo, InvokeRequest, InvokeResponse, Request, Response,
+    AffinityMode, DeploySpec, ErrorBody, FunctionInfo, InvokeRequest, InvokeResponse,
+    PretriggerAccepted, PretriggerRequest, Request, Response, DEFAULT_CONCURRENCY,
+    DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_QUEUE, DEFAULT_PRETRIGGER_TTL_SECS,
 };
+pub use stats::{DaemonStats, FunctionStats, Percentiles, PoolStats, StatsReport};
 
 /// Default largest invocation payload (and result), in bytes: 6 MiB.
 pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -30,6 +34,8 @@ pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
 pub const BODY_HEADROOM: usize = 64 * 1024;
 /// Longest function name.
 pub const MAX_FUNCTION_NAME: usize = 64;
+/// Longest affinity key, in bytes.
+pub const MAX_AFFINITY_KEY: usize = 256;
 
 /// The frame body limit for a payload limit: the payload plus
 /// [`BODY_HEADROOM`].

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{self, DeploySpec, FunctionInfo};
+use crate::protocol::{self, AffinityMode, DeploySpec, FunctionInfo};
 use crate::sandbox::RuntimeKind;
 
 /// Why a deploy request was refused.
@@ -22,6 +22,12 @@ pub enum FunctionError {
     Memory(u32),
     #[error("timeout {0} s is outside 1..={max} s", max = Function::MAX_TIMEOUT_SECS)]
     Timeout(u32),
+    #[error("concurrency {0} is outside 1..={max}", max = Function::MAX_CONCURRENCY)]
+    Concurrency(u32),
+    #[error("queue length {0} is outside 1..={max}", max = Function::MAX_QUEUE)]
+    Queue(u32),
+    #[error("idle timeout {0} s is outside 1..={max} s", max = Function::MAX_IDLE_TIMEOUT_SECS)]
+    IdleTimeout(u32),
     #[error("invalid environment variable name {0:?}")]
     EnvName(String),
     #[error("code directory {0} must be an absolute path to a directory")]
@@ -49,6 +55,32 @@ pub struct Function {
     pub env: BTreeMap<String, String>,
     pub code_bytes: u64,
     pub deployed_at_unix: u64,
+    /// Most sandboxes at once.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: u32,
+    /// Most invocations waiting for a sandbox; more are Throttled.
+    #[serde(default = "defaults::max_queue")]
+    pub max_queue: u32,
+    /// A sandbox idle this long is destroyed.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout_secs: u32,
+    #[serde(default)]
+    pub affinity_mode: AffinityMode,
+}
+
+/// Values for functions stored before these options existed.
+mod defaults {
+    pub fn concurrency() -> u32 {
+        crate::protocol::DEFAULT_CONCURRENCY
+    }
+
+    pub fn max_queue() -> u32 {
+        crate::protocol::DEFAULT_MAX_QUEUE
+    }
+
+    pub fn idle_timeout() -> u32 {
+        crate::protocol::DEFAULT_IDLE_TIMEOUT_SECS
+    }
 }
 
 impl Function {
@@ -57,6 +89,9 @@ impl Function {
     pub const MAX_MEMORY_MB: u32 = 10_240;
     pub const DEFAULT_TIMEOUT_SECS: u32 = 3;
     pub const MAX_TIMEOUT_SECS: u32 = 900;
+    pub const MAX_CONCURRENCY: u32 = 1000;
+    pub const MAX_QUEUE: u32 = 100_000;
+    pub const MAX_IDLE_TIMEOUT_SECS: u32 = 86_400;
 
     /// Validate a deploy request into version `version` (code not yet
     /// checked: see [`Function::check_code`]).
@@ -90,6 +125,20 @@ impl Function {
         if let Some(bad) = spec.env.keys().find(|k| !is_env_name(k)) {
             return Err(FunctionError::EnvName(bad.clone()));
         }
+        let concurrency = spec.concurrency.unwrap_or(protocol::DEFAULT_CONCURRENCY);
+        if !(1..=Self::MAX_CONCURRENCY).contains(&concurrency) {
+            return Err(FunctionError::Concurrency(concurrency));
+        }
+        let max_queue = spec.max_queue.unwrap_or(protocol::DEFAULT_MAX_QUEUE);
+        if !(1..=Self::MAX_QUEUE).contains(&max_queue) {
+            return Err(FunctionError::Queue(max_queue));
+        }
+        let idle_timeout_secs = spec
+            .idle_timeout_secs
+            .unwrap_or(protocol::DEFAULT_IDLE_TIMEOUT_SECS);
+        if !(1..=Self::MAX_IDLE_TIMEOUT_SECS).contains(&idle_timeout_secs) {
+            return Err(FunctionError::IdleTimeout(idle_timeout_secs));
+        }
         Ok(Function {
             name: spec.name.clone(),
             version,
@@ -102,6 +151,10 @@ impl Function {
             deployed_at_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            concurrency,
+            max_queue,
+            idle_timeout_secs,
+            affinity_mode: spec.affinity_mode.unwrap_or_default(),
         })
     }
 
@@ -149,6 +202,10 @@ impl Function {
             env: self.env.clone(),
             code_bytes: self.code_bytes,
             deployed_at_unix: self.deployed_at_unix,
+            concurrency: self.concurrency,
+            max_queue: self.max_queue,
+            idle_timeout_secs: self.idle_timeout_secs,
+            affinity_mode: self.affinity_mode,
         }
     }
 }
@@ -182,6 +239,10 @@ mod tests {
             memory_mb: None,
             timeout_secs: None,
             env: BTreeMap::new(),
+            concurrency: None,
+            max_queue: None,
+            idle_timeout_secs: None,
+            affinity_mode: None,
         }
     }
 
@@ -216,6 +277,27 @@ mod tests {
             Err(FunctionError::Timeout(0))
         ));
         s.timeout_secs = None;
+        for (field, bad) in [(0, 0), (0, 1001), (1, 0), (2, 0), (2, 86_401)] {
+            let mut s = s.clone();
+            match field {
+                0 => s.concurrency = Some(bad),
+                1 => s.max_queue = Some(bad),
+                _ => s.idle_timeout_secs = Some(bad),
+            }
+            assert!(Function::from_spec(&s, 1).is_err(), "{field} {bad}");
+        }
+        s.affinity_mode = Some(AffinityMode::Strict);
+        s.concurrency = Some(8);
+        let strict = Function::from_spec(&s, 1).unwrap();
+        assert_eq!(strict.affinity_mode, AffinityMode::Strict);
+        assert_eq!(
+            (
+                strict.concurrency,
+                strict.max_queue,
+                strict.idle_timeout_secs
+            ),
+            (8, 100, 300)
+        );
         s.env.insert("BAD=NAME".into(), "v".into());
         assert!(matches!(
             Function::from_spec(&s, 1),

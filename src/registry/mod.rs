@@ -204,6 +204,10 @@ mod tests {
             memory_mb: None,
             timeout_secs: None,
             env: BTreeMap::from([("K".into(), "V".into())]),
+            concurrency: Some(3),
+            max_queue: Some(7),
+            idle_timeout_secs: Some(2),
+            affinity_mode: Some(crate::protocol::AffinityMode::Strict),
         }
     }
 
@@ -226,6 +230,7 @@ mod tests {
 
         let reopened = Registry::open(state.path()).unwrap();
         let loaded = reopened.get("hello").unwrap();
+        assert_eq!(loaded, &v2, "every field survives the reload");
         assert_eq!(loaded.version, 2);
         assert_eq!(loaded.env.get("K").map(String::as_str), Some("V"));
         assert_eq!(loaded.code_bytes, v2.code_bytes);

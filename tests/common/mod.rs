@@ -225,6 +225,10 @@ pub fn python_spec(name: &str, handler: &str) -> DeploySpec {
         memory_mb: None,
         timeout_secs: None,
         env: BTreeMap::new(),
+        concurrency: None,
+        max_queue: None,
+        idle_timeout_secs: None,
+        affinity_mode: None,
     }
 }
 
@@ -263,6 +267,10 @@ pub fn native_spec(name: &str) -> DeploySpec {
         memory_mb: None,
         timeout_secs: None,
         env: BTreeMap::new(),
+        concurrency: None,
+        max_queue: None,
+        idle_timeout_secs: None,
+        affinity_mode: None,
     }
 }
 

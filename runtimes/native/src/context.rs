@@ -40,6 +40,8 @@ pub struct Context {
     pub invocation_id: u64,
     /// When the daemon will kill the sandbox if the handler is still running.
     pub deadline: SystemTime,
+    /// The invocation's affinity key, if it was sent with one.
+    pub affinity_key: Option<String>,
 }
 
 impl Context {
@@ -58,7 +60,25 @@ impl Context {
             memory_mb: function.memory_mb,
             invocation_id,
             deadline,
+            affinity_key: None,
         }
+    }
+
+    /// The context of an invocation whose INVOKE meta is `meta` (keys this
+    /// version does not know are ignored).
+    pub(crate) fn for_invoke(
+        function: &FunctionInfo,
+        invocation_id: u64,
+        deadline_ms: Option<u64>,
+        meta: &[u8],
+    ) -> Context {
+        let mut ctx = Context::new(function, invocation_id, deadline_ms);
+        if !meta.is_empty() {
+            ctx.affinity_key = serde_json::from_slice::<serde_json::Value>(meta)
+                .ok()
+                .and_then(|m| m.get("affinity_key")?.as_str().map(str::to_owned));
+        }
+        ctx
     }
 
     /// The invocation id as a string (Lambda's `aws_request_id`).
@@ -104,5 +124,15 @@ mod tests {
         assert_eq!(past.remaining_time(), Duration::ZERO);
         let fallback = Context::new(&info(), 9, None);
         assert!(fallback.remaining_time() <= Duration::from_secs(1));
+        assert_eq!(fallback.affinity_key, None);
+    }
+
+    #[test]
+    fn affinity_key_comes_from_the_meta() {
+        let meta = br#"{"id":1,"deadline_ms":5,"affinity_key":"tenant \"7\"","later":[1]}"#;
+        let ctx = Context::for_invoke(&info(), 1, Some(5), meta);
+        assert_eq!(ctx.affinity_key.as_deref(), Some("tenant \"7\""));
+        let none = Context::for_invoke(&info(), 2, Some(5), br#"{"id":2,"deadline_ms":5}"#);
+        assert_eq!(none.affinity_key, None);
     }
 }

@@ -86,7 +86,7 @@ where
     ring.send_init_ok()?;
     loop {
         let invoke = ring.next_invoke()?;
-        let ctx = Context::new(&function, invoke.id, invoke.deadline_ms);
+        let ctx = Context::for_invoke(&function, invoke.id, invoke.deadline_ms, &invoke.meta);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler(&invoke.payload, &ctx)))
             .unwrap_or_else(|panic| Err(HandlerError::new("Panic", panic_message(panic.as_ref()))));
         match outcome {
