@@ -1,0 +1,115 @@
+//! Measurements through a real sprout daemon: warm round trips, cold
+//! starts (from the pool and with the pool empty) and throughput.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sprout::client::Client;
+
+use crate::daemon::Daemon;
+use crate::functions::{Functions, Runtime};
+
+/// `n` sequential round trips of `payload` to a warm function.
+pub fn warm(client: &Client, name: &str, payload: &[u8], n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            let response = client.invoke(name, payload).expect("invoke");
+            let elapsed = start.elapsed();
+            assert!(response.error.is_none(), "{:?}", response.error);
+            assert_eq!(response.result.len(), payload.len(), "echoed payload");
+            assert!(!response.cold, "a warm invocation started a sandbox");
+            elapsed
+        })
+        .collect()
+}
+
+/// Deploy a fresh function and time its first invocation; remove it.
+fn first_invoke(client: &Client, functions: &Functions, runtime: Runtime, name: &str) -> Duration {
+    client
+        .deploy(&functions.spec(name, runtime))
+        .expect("deploy");
+    let start = Instant::now();
+    let response = client.invoke(name, b"{}").expect("invoke");
+    let elapsed = start.elapsed();
+    assert!(response.error.is_none(), "{:?}", response.error);
+    assert!(response.cold, "the first invocation was not a cold start");
+    client.remove(name).expect("remove");
+    elapsed
+}
+
+/// One cold start served from the pool. Waits for the pool to refill what
+/// the sample took, so every sample finds a pooled sandbox.
+pub fn cold_from_pool(
+    daemon: &Daemon,
+    client: &Client,
+    functions: &Functions,
+    runtime: Runtime,
+    seq: usize,
+) -> Duration {
+    let pooled = daemon.pooled(runtime.as_str()).len();
+    let elapsed = first_invoke(
+        client,
+        functions,
+        runtime,
+        &format!("cold-pool-{}-{seq}", runtime.as_str()),
+    );
+    assert!(
+        daemon.wait_pooled(runtime.as_str(), pooled + 1, Duration::from_secs(10)),
+        "the pool did not refill within 10 s"
+    );
+    elapsed
+}
+
+/// One cold start on a daemon without a pool: a sandbox is created for it.
+pub fn cold_empty_pool(
+    client: &Client,
+    functions: &Functions,
+    runtime: Runtime,
+    seq: usize,
+) -> Duration {
+    let elapsed = first_invoke(
+        client,
+        functions,
+        runtime,
+        &format!("cold-empty-{}-{seq}", runtime.as_str()),
+    );
+    // Let the removed sandbox's teardown finish before the next sample.
+    std::thread::sleep(Duration::from_millis(10));
+    elapsed
+}
+
+/// Warm invocations per second with `in_flight` threads sharing `client`,
+/// after `warmup` at the same concurrency (which also starts the sandboxes
+/// it needs).
+pub fn throughput(
+    client: &Client,
+    name: &str,
+    payload: &[u8],
+    in_flight: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> f64 {
+    let run = |length: Duration| -> (u64, Duration) {
+        let done = AtomicU64::new(0);
+        let stop = AtomicBool::new(false);
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..in_flight {
+                s.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        let response = client.invoke(name, payload).expect("invoke");
+                        assert!(response.error.is_none(), "{:?}", response.error);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            std::thread::sleep(length);
+            stop.store(true, Ordering::Relaxed);
+        });
+        (done.load(Ordering::Relaxed), start.elapsed())
+    };
+    run(warmup);
+    let (count, elapsed) = run(measure);
+    count as f64 / elapsed.as_secs_f64()
+}
