@@ -28,11 +28,10 @@ pub(super) struct Invocation {
 
 impl Daemon {
     pub(super) fn deploy(&mut self, spec: &DeploySpec) -> anyhow::Result<FunctionInfo> {
+        // The version served now, looked up before the registry moves on.
+        let old = self.current_key(&spec.name);
         let function = self.registry.deploy(spec)?;
         let info = function.info();
-        let old = self
-            .current_key(&function.name)
-            .filter(|k| k.1 != function.version);
         if let Err(err) = self.serve_version(function) {
             // The version is stored but cannot run: take it back out.
             self.registry.remove(&spec.name);
