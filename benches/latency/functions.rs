@@ -44,8 +44,7 @@ impl Functions {
     pub fn prepare(work: &Path) -> Functions {
         let native_dir = work.join("noop-native");
         std::fs::create_dir_all(&native_dir).expect("create the native code dir");
-        std::fs::copy(build_noop_native(), native_dir.join("bootstrap"))
-            .expect("copy the native bootstrap");
+        install_stripped(&build_noop_native(), &native_dir.join("bootstrap"));
         let python_dir = work.join("noop-python");
         std::fs::create_dir_all(&python_dir).expect("create the python code dir");
         let functions = repo().join("benches/functions");
@@ -114,6 +113,21 @@ fn build_noop_native() -> PathBuf {
         .filter(|m| m["target"]["name"] == "noop-native")
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .expect("cargo named the noop-native executable")
+}
+
+/// Copy `from` to `to` without its debug info (the bench profile keeps it,
+/// and a 50 MB function would make every deploy copy 50 MB); a plain copy
+/// where `strip` is missing.
+fn install_stripped(from: &Path, to: &Path) {
+    let stripped = Command::new("strip")
+        .args(["--strip-debug", "-o"])
+        .arg(to)
+        .arg(from)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(from, to).expect("copy the native bootstrap");
+    }
 }
 
 /// A JSON payload of exactly `size` bytes (a string), so both runtimes can

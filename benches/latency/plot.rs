@@ -1,5 +1,6 @@
-//! `--svg FILE`: latency CDFs, warm round trips on the left (sprout and the
-//! floor), cold starts on the right (sprout and the per-request peers).
+//! `--svg FILE`: latency CDFs in three panels: warm round trips (sprout and
+//! the floor), then native and python cold starts (sprout from the pool and
+//! with the pool empty, and the per-request peers).
 
 use std::path::Path;
 
@@ -10,7 +11,23 @@ use crate::peers::PeerKind;
 use crate::results::{size_label, Results, SMALL};
 use crate::stats::{us, Samples};
 
-type Series = (String, Vec<(f64, f64)>, bool);
+/// Label, CDF points, colour, line width.
+type Series = (String, Vec<(f64, f64)>, RGBColor, u32);
+
+const FLOOR: RGBColor = RGBColor(120, 120, 120);
+const NATIVE: RGBColor = RGBColor(0, 128, 64);
+const PYTHON: RGBColor = RGBColor(30, 90, 200);
+const POOLED: RGBColor = RGBColor(0, 150, 70);
+const EMPTY: RGBColor = RGBColor(40, 90, 220);
+
+fn peer_color(peer: PeerKind) -> RGBColor {
+    match peer {
+        PeerKind::ForkExec => RGBColor(110, 110, 110),
+        PeerKind::Bwrap => RGBColor(230, 140, 0),
+        PeerKind::Runc => RGBColor(200, 30, 30),
+        PeerKind::Crun => RGBColor(150, 50, 170),
+    }
+}
 
 /// At most 400 points of the empirical CDF, in microseconds.
 fn cdf(samples: &Samples) -> Vec<(f64, f64)> {
@@ -25,6 +42,20 @@ fn cdf(samples: &Samples) -> Vec<(f64, f64)> {
             (us(all[idx]), (idx + 1) as f64 / all.len() as f64)
         })
         .collect()
+}
+
+/// Log-axis ticks: only 1, 2 and 5 times a power of ten get a label.
+fn tick(v: &f64) -> String {
+    let magnitude = 10f64.powf(v.log10().floor());
+    let mantissa = (v / magnitude).round() as u32;
+    if ![1, 2, 5].contains(&mantissa) {
+        return String::new();
+    }
+    if *v >= 1000.0 {
+        format!("{} ms", v / 1000.0)
+    } else {
+        format!("{v:.0} us")
+    }
 }
 
 fn panel(
@@ -46,13 +77,13 @@ fn panel(
         .build_cartesian_2d((lo..hi).log_scale(), 0f64..1f64)?;
     chart
         .configure_mesh()
-        .x_desc("latency, microseconds (log scale)")
+        .x_desc("latency (log scale)")
         .y_desc("fraction of requests")
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&tick)
+        .light_line_style(WHITE)
         .draw()?;
-    for (i, (label, points, primary)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let style = color.stroke_width(if *primary { 3 } else { 1 });
+    for (label, points, color, width) in series {
+        let style = color.stroke_width(*width);
         chart
             .draw_series(LineSeries::new(points.iter().copied(), style))?
             .label(label.as_str())
@@ -74,41 +105,44 @@ pub fn write(results: &Results, path: &Path) -> Result<(), Box<dyn std::error::E
         if size > 4096 {
             continue;
         }
-        warm.push((format!("floor {}", size_label(size)), cdf(samples), false));
-        for runtime in Runtime::ALL {
+        let width = if size == SMALL { 3 } else { 1 };
+        let label = |what: &str| format!("{what} {}", size_label(size));
+        warm.push((label("floor"), cdf(samples), FLOOR, width));
+        for (runtime, color) in [(Runtime::Native, NATIVE), (Runtime::Python, PYTHON)] {
             if let Some(s) = results.warm.get(&(runtime, size)) {
-                let label = format!("sprout {} {}", runtime.as_str(), size_label(size));
-                warm.push((label, cdf(s), true));
+                let what = format!("sprout {}", runtime.as_str());
+                warm.push((label(&what), cdf(s), color, width));
             }
         }
     }
-    let mut cold: Vec<Series> = Vec::new();
-    for runtime in Runtime::ALL {
-        let rt = runtime.as_str();
+    let cold = |runtime: Runtime| -> Vec<Series> {
+        let mut series = Vec::new();
         if let Some(s) = results.cold_pool.get(&runtime) {
-            cold.push((format!("sprout {rt} from pool"), cdf(s), true));
+            series.push(("sprout, from pool".into(), cdf(s), POOLED, 3));
         }
         if let Some(s) = results.cold_empty.get(&runtime) {
-            cold.push((format!("sprout {rt} empty pool"), cdf(s), true));
+            series.push(("sprout, empty pool".into(), cdf(s), EMPTY, 3));
         }
         for peer in PeerKind::ALL {
             if let Some(s) = results.peers.get(&(peer, runtime)) {
-                cold.push((format!("{} {rt}", peer.as_str()), cdf(s), false));
+                let label = format!("{} per request", peer.as_str());
+                series.push((label, cdf(s), peer_color(peer), 2));
             }
         }
-    }
-    let root = SVGBackend::new(path, (1400, 560)).into_drawing_area();
+        series
+    };
+    let root = SVGBackend::new(path, (1500, 520)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(620);
-    panel(&left, "warm round trip, 1 in flight, CDF", &warm)?;
-    panel(
-        &right,
-        &format!(
-            "cold start / per-request start, {} payload, CDF",
+    let panels = root.split_evenly((1, 3));
+    panel(&panels[0], "warm round trip, 1 in flight", &warm)?;
+    for (area, runtime) in panels[1..].iter().zip(Runtime::ALL) {
+        let title = format!(
+            "{} cold start vs peers, {} payload",
+            runtime.as_str(),
             size_label(SMALL)
-        ),
-        &cold,
-    )?;
+        );
+        panel(area, &title, &cold(runtime))?;
+    }
     root.present()?;
     Ok(())
 }
