@@ -115,3 +115,23 @@ fn context_carries_the_deadline_from_the_invoke_meta() {
     let left: u64 = String::from_utf8(body).unwrap().parse().unwrap();
     assert!((50_000..=60_000).contains(&left), "{left}");
 }
+
+#[test]
+fn context_carries_the_affinity_key_from_the_invoke_meta() {
+    let mut host = start(|_, ctx| Ok(format!("{:?}", ctx.affinity_key).into_bytes()));
+    host.send_invoke(
+        1,
+        br#"{"id":1,"deadline_ms":0,"affinity_key":"tenant-7"}"#,
+        b"",
+    )
+    .unwrap();
+    let RuntimeMessage::Result { body, .. } = wait(&mut host) else {
+        panic!("expected result")
+    };
+    assert_eq!(body, br#"Some("tenant-7")"#);
+    host.send_invoke(2, &invoke_meta(2, 0), b"").unwrap();
+    let RuntimeMessage::Result { body, .. } = wait(&mut host) else {
+        panic!("expected result")
+    };
+    assert_eq!(body, b"None");
+}
