@@ -156,6 +156,48 @@ impl FunctionQueue {
     /// The next invocation to run and its sandbox: first the invocations
     /// waiting for a particular idle sandbox, then the shared queue.
     pub fn next_dispatch(&mut self) -> Option<Dispatch> {
+        loop {
+            if let Some(dispatch) = self.next_private() {
+                return Some(dispatch);
+            }
+            if self.pending.is_empty() {
+                return None;
+            }
+            let sandbox = self.idle.pop()?;
+            let waiting = self.pending.pop_front().expect("not empty");
+            if let Some(key) = &waiting.key {
+                match self.keys.get(key).copied() {
+                    // The key found a sandbox while this one waited: wait
+                    // for that one instead.
+                    Some(owner) if owner != sandbox => {
+                        self.idle.push(sandbox);
+                        self.wait_for(owner, waiting);
+                        continue;
+                    }
+                    _ => {
+                        self.keys.insert(key.clone(), sandbox);
+                    }
+                }
+            }
+            let member = self
+                .members
+                .get_mut(&sandbox)
+                .expect("idle sandboxes are members");
+            if self.mode == AffinityMode::Strict {
+                member.dedicated = waiting.key.clone();
+            }
+            member.state = State::Busy;
+            self.queued -= 1;
+            return Some(Dispatch {
+                invocation: waiting.id,
+                sandbox,
+                affinity_hit: false,
+            });
+        }
+    }
+
+    /// An idle sandbox with an invocation waiting for it in particular.
+    fn next_private(&mut self) -> Option<Dispatch> {
         while let Some(sandbox) = self.hot.pop_front() {
             let member = self
                 .members
@@ -170,45 +212,14 @@ impl FunctionQueue {
                     affinity_hit: true,
                 });
             }
+            // What waited for it was withdrawn: it pulls like the others.
             let since = match member.state {
                 State::Idle { since } => since,
                 _ => Instant::now(),
             };
             self.settle_idle(sandbox, since);
         }
-        if self.pending.is_empty() {
-            return None;
-        }
-        let sandbox = self.idle.pop()?;
-        let waiting = self.pending.pop_front().expect("not empty");
-        if let Some(key) = &waiting.key {
-            match self.keys.get(key).copied() {
-                // The key found a sandbox while this one waited: wait
-                // for that one instead.
-                Some(owner) if owner != sandbox => {
-                    self.idle.push(sandbox);
-                    self.wait_for(owner, waiting);
-                    return self.next_dispatch();
-                }
-                _ => {
-                    self.keys.insert(key.clone(), sandbox);
-                }
-            }
-        }
-        let member = self
-            .members
-            .get_mut(&sandbox)
-            .expect("idle sandboxes are members");
-        if self.mode == AffinityMode::Strict {
-            member.dedicated = waiting.key.clone();
-        }
-        member.state = State::Busy;
-        self.queued -= 1;
-        Some(Dispatch {
-            invocation: waiting.id,
-            sandbox,
-            affinity_hit: false,
-        })
+        None
     }
 
     /// How many more sandboxes to start now: invocations in the shared

@@ -1,5 +1,6 @@
 use std::time::{Duration, Instant};
 
+use super::member::Waiting;
 use super::*;
 
 fn shared(concurrency: usize, max_queue: usize) -> FunctionQueue {
@@ -242,4 +243,26 @@ fn retire_takes_idle_and_starting_and_requeues_nothing_twice() {
     }
     q.sandbox_gone(busy);
     assert_eq!(q.live(), 0);
+}
+
+#[test]
+fn a_long_queue_of_one_busy_key_is_moved_without_recursion() {
+    let now = Instant::now();
+    let mut q = shared(2, 200_000);
+    ready(&mut q, &[10, 11], now);
+    q.enqueue(0, Some("k")).unwrap();
+    assert_eq!(q.next_dispatch(), d(0, 11, false));
+    // Queued before the key had a sandbox would go to the shared queue;
+    // simulate a deep shared queue for a key that now has one.
+    for id in 1..=150_000 {
+        q.pending.push_back(Waiting {
+            id,
+            key: Some("k".into()),
+        });
+        q.queued += 1;
+    }
+    assert_eq!(q.next_dispatch(), None, "all of them wait for sandbox 11");
+    assert_eq!(q.queued(), 150_000);
+    q.sandbox_idle(11, now);
+    assert_eq!(q.next_dispatch(), d(1, 11, true));
 }
