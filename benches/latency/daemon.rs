@@ -11,17 +11,19 @@ use std::time::{Duration, Instant};
 
 use sprout::client::Client;
 
-/// Something the daemon logged about a sandbox.
+/// Something the daemon logged about a sandbox; `at` is when the bench read
+/// the line.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// `sandbox cloned`: a sandbox process exists.
     Cloned {
+        at: Instant,
         sandbox: u64,
         pid: i32,
         runtime: String,
     },
     /// `pooled`: a tenant-neutral sandbox finished booting and waits in the
-    /// pool; `at` is when the bench read the line.
+    /// pool.
     Pooled {
         at: Instant,
         sandbox: u64,
@@ -116,12 +118,23 @@ impl Daemon {
 
     /// The runtime of every sandbox the daemon cloned so far.
     pub fn runtimes(&self) -> HashMap<u64, String> {
+        self.cloned()
+            .into_iter()
+            .map(|(_, sandbox, _, runtime)| (sandbox, runtime))
+            .collect()
+    }
+
+    /// `(when, sandbox, pid, runtime)` of every sandbox cloned so far.
+    pub fn cloned(&self) -> Vec<(Instant, u64, i32, String)> {
         self.events()
             .into_iter()
             .filter_map(|e| match e {
                 Event::Cloned {
-                    sandbox, runtime, ..
-                } => Some((sandbox, runtime)),
+                    at,
+                    sandbox,
+                    pid,
+                    runtime,
+                } => Some((at, sandbox, pid, runtime)),
                 Event::Pooled { .. } => None,
             })
             .collect()
@@ -208,6 +221,7 @@ fn parse(line: &str, at: Instant) -> Option<Parsed> {
     let num = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
     if line.contains("sandbox cloned") {
         return Some(Parsed::Event(Event::Cloned {
+            at,
             sandbox: num("sandbox")?,
             pid: num("pid")? as i32,
             runtime: fields.get("runtime")?.to_string(),

@@ -22,6 +22,7 @@ mod daemon;
 mod floor;
 mod functions;
 mod machine;
+mod markdown;
 mod peers;
 mod plot;
 mod pool_memory;
@@ -47,6 +48,7 @@ struct Settings {
     quick: bool,
     json: Option<PathBuf>,
     svg: Option<PathBuf>,
+    markdown: Option<PathBuf>,
     budget_mib: u64,
     repeats: usize,
     /// Per repeat.
@@ -65,12 +67,13 @@ impl Settings {
             quick: false,
             json: None,
             svg: None,
+            markdown: None,
             budget_mib: 1024,
             repeats: 5,
             warm_small: 4000,
             warm_large: 200,
-            cold: 40,
-            peer: 40,
+            cold: 200,
+            peer: 200,
             throughput_secs: 2.0,
             memory_pool: 8,
         };
@@ -79,6 +82,7 @@ impl Settings {
                 "--quick" => s.quick = true,
                 "--json" => s.json = args.next().map(PathBuf::from),
                 "--svg" => s.svg = args.next().map(PathBuf::from),
+                "--markdown" => s.markdown = args.next().map(PathBuf::from),
                 "--memory-budget" => {
                     s.budget_mib = args
                         .next()
@@ -319,6 +323,11 @@ fn main() {
         "\nnoise: across {} repeats, each figure's medians stay within {:.2}x of each other (widest: {figure})",
         settings.repeats, spread
     );
+    if let Some(path) = &settings.markdown {
+        let text = markdown::render(&results, &machine, &targets, settings.repeats);
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
+        println!("wrote {}", path.display());
+    }
     if let Some(path) = &settings.json {
         let doc = results.to_json(machine, settings.to_json(), targets);
         let mut text = serde_json::to_vec_pretty(&doc).expect("json");

@@ -4,20 +4,23 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use sprout::client::Client;
 
-use crate::daemon::{Daemon, Event};
+use crate::daemon::Daemon;
 use crate::functions::{Functions, Runtime};
 
 pub struct PoolFigures {
     pub runtime: Runtime,
     pub pool: usize,
-    /// Median time from clone to READY of the pooled sandboxes.
+    /// Median time from clone to READY of the refilled sandboxes (the
+    /// daemon's own figure).
     pub boot_ms_median: f64,
-    /// Sandboxes pooled per second while refilling after a drain.
+    /// Sandboxes created per second while refilling after a drain: the
+    /// refilled sandboxes over the time from the first one's clone to the
+    /// last one's READY.
     pub refill_per_s: f64,
     pub refill_ms: f64,
     /// Per idle pooled sandbox, in KiB: median PSS and cgroup usage.
@@ -56,7 +59,7 @@ impl PoolFigures {
 
 /// On a daemon keeping `pool` sandboxes per runtime: drain each runtime's
 /// pool with `pool` concurrent cold starts, time the refill, then measure
-/// the memory of the refilled, idle sandboxes.
+/// the memory of the refilled sandboxes, idle in the pool.
 pub fn measure(
     daemon: &Daemon,
     client: &Client,
@@ -86,31 +89,35 @@ pub fn measure(
                 });
             }
         });
-        let drained = Instant::now();
         assert!(
             daemon.wait_pooled(rt, before + pool, Duration::from_secs(60)),
             "the {rt} pool did not refill"
         );
-        let pooled = daemon.pooled(rt);
-        let refill = pooled[before + pool - 1]
-            .0
-            .saturating_duration_since(drained);
-        let refill = refill.max(Duration::from_micros(1));
-        let mut boots: Vec<f64> = pooled.iter().map(|p| p.2).collect();
-        boots.sort_by(f64::total_cmp);
-        // The refilled sandboxes are the idle, tenant-neutral ones now.
-        let idle: HashSet<u64> = pooled[before..].iter().map(|p| p.1).collect();
+        // The refill: the sandboxes pooled since the drain began, from the
+        // first one's clone to the last one's READY.
+        let refilled = &daemon.pooled(rt)[before..before + pool];
+        let ids: HashSet<u64> = refilled.iter().map(|p| p.1).collect();
+        let cloned = daemon.cloned();
+        let first_clone = cloned
+            .iter()
+            .filter(|c| ids.contains(&c.1))
+            .map(|c| c.0)
+            .min()
+            .expect("refilled sandboxes were cloned");
+        let last_ready = refilled.iter().map(|p| p.0).max().expect("not empty");
+        let refill = last_ready
+            .saturating_duration_since(first_clone)
+            .max(Duration::from_micros(1));
+        let boots: Vec<f64> = refilled.iter().map(|p| p.2).collect();
         std::thread::sleep(Duration::from_millis(200));
         let (mut pss, mut cgroup) = (Vec::new(), Vec::new());
-        for event in daemon.events() {
-            if let Event::Cloned { sandbox, pid, .. } = event {
-                if idle.contains(&sandbox) {
-                    if let Some(kib) = pss_kib_tree(pid) {
-                        pss.push(kib);
-                    }
-                    if let Some(kib) = cgroup_usage_kib(pid) {
-                        cgroup.push(kib);
-                    }
+        for (_, sandbox, pid, _) in &cloned {
+            if ids.contains(sandbox) {
+                if let Some(kib) = pss_kib_tree(*pid) {
+                    pss.push(kib);
+                }
+                if let Some(kib) = cgroup_usage_kib(*pid) {
+                    cgroup.push(kib);
                 }
             }
         }
