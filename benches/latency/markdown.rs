@@ -106,7 +106,7 @@ pub fn render(r: &Results, machine: &Value, targets: &Value, repeats: usize) -> 
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
     for runtime in Runtime::ALL {
         let rt = runtime.as_str();
-        let mut line = |md: &mut String, how: &str, s: Option<Summary>| {
+        let line = |md: &mut String, how: &str, s: Option<Summary>| {
             if let Some(s) = s {
                 let _ = writeln!(
                     md,
@@ -135,7 +135,7 @@ pub fn render(r: &Results, machine: &Value, targets: &Value, repeats: usize) -> 
                 Some(reason) => {
                     let _ = writeln!(
                         md,
-                        "| {rt} | {} | not run here: {reason} | | | | | |",
+                        "| {rt} | {} per request: not run here ({reason}) | | | | | | |",
                         peer.as_str()
                     );
                 }
