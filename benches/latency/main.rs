@@ -246,16 +246,25 @@ fn main() {
                     seq,
                 ));
             }
-            results
-                .cold_pool
-                .entry(runtime)
-                .or_default()
-                .push_repeat(pooled);
-            results
-                .cold_empty
-                .entry(runtime)
-                .or_default()
-                .push_repeat(empty);
+            for (samples, client_side, daemon_side) in [
+                (
+                    pooled,
+                    &mut results.cold_pool,
+                    &mut results.cold_pool_daemon,
+                ),
+                (
+                    empty,
+                    &mut results.cold_empty,
+                    &mut results.cold_empty_daemon,
+                ),
+            ] {
+                let (seen, reported): (Vec<_>, Vec<_>) = samples.into_iter().unzip();
+                client_side.entry(runtime).or_default().push_repeat(seen);
+                daemon_side
+                    .entry(runtime)
+                    .or_default()
+                    .push_repeat(reported);
+            }
             for peer in &peers {
                 let samples = (0..settings.peer)
                     .map(|_| {

@@ -18,6 +18,9 @@ pub struct Results {
     pub warm: BTreeMap<(Runtime, usize), Samples>,
     pub cold_pool: BTreeMap<Runtime, Samples>,
     pub cold_empty: BTreeMap<Runtime, Samples>,
+    /// The same cold starts as the daemon reported them (`total_us`).
+    pub cold_pool_daemon: BTreeMap<Runtime, Samples>,
+    pub cold_empty_daemon: BTreeMap<Runtime, Samples>,
     pub peers: BTreeMap<(PeerKind, Runtime), Samples>,
     pub peer_status: Vec<Value>,
     pub peer_unavailable: BTreeMap<PeerKind, String>,
@@ -137,11 +140,16 @@ impl Results {
                 ]
             };
             let rt = runtime.as_str();
-            if let Some(s) = self.cold_pool.get(&runtime).and_then(Samples::summary) {
-                row(&format!("sprout cold {rt}, from pool"), &s, &ratios(&s));
-            }
-            if let Some(s) = self.cold_empty.get(&runtime).and_then(Samples::summary) {
-                row(&format!("sprout cold {rt}, empty pool"), &s, &ratios(&s));
+            for (label, client_side, daemon_side) in [
+                ("from pool", &self.cold_pool, &self.cold_pool_daemon),
+                ("empty pool", &self.cold_empty, &self.cold_empty_daemon),
+            ] {
+                if let Some(s) = client_side.get(&runtime).and_then(Samples::summary) {
+                    row(&format!("sprout cold {rt}, {label}"), &s, &ratios(&s));
+                }
+                if let Some(s) = daemon_side.get(&runtime).and_then(Samples::summary) {
+                    row("  as the daemon reports it", &s, &[]);
+                }
             }
             for peer in PeerKind::ALL {
                 let label = format!("{} {rt}, per request", peer.as_str());
@@ -243,9 +251,11 @@ impl Results {
             })).collect::<Vec<_>>(),
             "cold_from_pool": self.cold_pool.iter().map(|(rt, s)| json!({
                 "runtime": rt.as_str(), "payload_bytes": SMALL, "latency": sum(s),
+                "daemon_total": self.cold_pool_daemon.get(rt).and_then(sum),
             })).collect::<Vec<_>>(),
             "cold_empty_pool": self.cold_empty.iter().map(|(rt, s)| json!({
                 "runtime": rt.as_str(), "payload_bytes": SMALL, "latency": sum(s),
+                "daemon_total": self.cold_empty_daemon.get(rt).and_then(sum),
             })).collect::<Vec<_>>(),
             "peers": self.peer_status,
             "peer_latency": self.peers.iter().map(|((peer, rt), s)| json!({

@@ -24,8 +24,12 @@ pub fn warm(client: &Client, name: &str, payload: &[u8], n: usize) -> Vec<Durati
         .collect()
 }
 
+/// A cold start as the client saw it, and as the daemon reported it
+/// (`total_us`: from reading the request to writing the response).
+pub type Cold = (Duration, Duration);
+
 /// Deploy a fresh function and time its first invocation; remove it.
-fn first_invoke(client: &Client, functions: &Functions, runtime: Runtime, name: &str) -> Duration {
+fn first_invoke(client: &Client, functions: &Functions, runtime: Runtime, name: &str) -> Cold {
     client
         .deploy(&functions.spec(name, runtime))
         .expect("deploy");
@@ -35,7 +39,7 @@ fn first_invoke(client: &Client, functions: &Functions, runtime: Runtime, name: 
     assert!(response.error.is_none(), "{:?}", response.error);
     assert!(response.cold, "the first invocation was not a cold start");
     client.remove(name).expect("remove");
-    elapsed
+    (elapsed, Duration::from_micros(response.total_us))
 }
 
 /// One cold start served from the pool. Waits for the pool to refill what
@@ -46,7 +50,7 @@ pub fn cold_from_pool(
     functions: &Functions,
     runtime: Runtime,
     seq: usize,
-) -> Duration {
+) -> Cold {
     let pooled = daemon.pooled(runtime.as_str()).len();
     let elapsed = first_invoke(
         client,
@@ -67,7 +71,7 @@ pub fn cold_empty_pool(
     functions: &Functions,
     runtime: Runtime,
     seq: usize,
-) -> Duration {
+) -> Cold {
     let elapsed = first_invoke(
         client,
         functions,
