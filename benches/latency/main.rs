@@ -11,7 +11,8 @@
 //!    pool empty;
 //! 4. the same no-op function started per request by fork+exec, bwrap,
 //!    runc and crun (a peer that cannot run here is reported with why);
-//! 5. warm throughput at 1, 4, 16 and 64 in flight;
+//! 5. warm throughput at 1, 4, 16 and 64 in flight over one connection,
+//!    and 64 over 8 connections;
 //! 6. pool refill rate and memory per idle sandbox.
 //!
 //! Samples are taken in interleaved repeats (each repeat measures every
@@ -43,6 +44,9 @@ use peers::{Peer, PeerKind};
 use results::{Results, SMALL};
 
 const SIZES: [usize; 3] = [64, 4 << 10, 1 << 20];
+/// The last throughput point spreads its threads over this many
+/// connections; the others share one.
+const THROUGHPUT_CONNECTIONS: usize = 8;
 
 struct Settings {
     quick: bool,
@@ -285,21 +289,33 @@ fn main() {
 
     progress("throughput");
     let measure = Duration::from_secs_f64(settings.throughput_secs);
+    let mut clients = vec![warm_client];
+    for _ in 1..THROUGHPUT_CONNECTIONS {
+        clients.push(Client::connect(&warm_daemon.socket).expect("connect"));
+    }
     for runtime in Runtime::ALL {
         let name = format!("warm-{}", runtime.as_str());
-        for in_flight in [1, 4, 16, 64] {
+        for (in_flight, connections) in [
+            (1, 1),
+            (4, 1),
+            (16, 1),
+            (64, 1),
+            (64, THROUGHPUT_CONNECTIONS),
+        ] {
             let rate = sprout_runs::throughput(
-                &warm_client,
+                &clients[..connections],
                 &name,
                 &small,
                 in_flight,
                 measure / 4,
                 measure,
             );
-            results.throughput.push((runtime, in_flight, rate));
+            results
+                .throughput
+                .push((runtime, in_flight, connections, rate));
         }
     }
-    drop((warm_client, pool_client, empty_client));
+    drop((clients, pool_client, empty_client));
     drop((warm_daemon, pool_daemon, empty_daemon));
 
     progress("pool refill and memory");

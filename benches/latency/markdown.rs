@@ -148,15 +148,28 @@ pub fn render(r: &Results, machine: &Value, targets: &Value, repeats: usize) -> 
         }
     }
 
-    let _ = writeln!(md, "\n**Throughput**, warm, {} payload, threads sharing one client connection (invocations/s):\n", size_label(SMALL));
-    let _ = writeln!(md, "| runtime | 1 in flight | 4 | 16 | 64 |");
-    let _ = writeln!(md, "|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "\n**Throughput**, warm, {} payload, threads sharing one client connection unless noted (invocations/s):\n",
+        size_label(SMALL)
+    );
+    let columns: Vec<String> = r
+        .throughput
+        .iter()
+        .filter(|(rt, _, _, _)| *rt == Runtime::Native)
+        .map(|(_, n, conns, _)| match conns {
+            1 => format!("{n} in flight"),
+            c => format!("{n} in flight, {c} connections"),
+        })
+        .collect();
+    let _ = writeln!(md, "| runtime | {} |", columns.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(columns.len()));
     for runtime in Runtime::ALL {
         let cells: Vec<String> = r
             .throughput
             .iter()
-            .filter(|(rt, _, _)| *rt == runtime)
-            .map(|(_, _, rate)| format!("{rate:.0}"))
+            .filter(|(rt, _, _, _)| *rt == runtime)
+            .map(|(_, _, _, rate)| format!("{rate:.0}"))
             .collect();
         let _ = writeln!(md, "| {} | {} |", runtime.as_str(), cells.join(" | "));
     }

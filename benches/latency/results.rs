@@ -24,8 +24,8 @@ pub struct Results {
     pub peers: BTreeMap<(PeerKind, Runtime), Samples>,
     pub peer_status: Vec<Value>,
     pub peer_unavailable: BTreeMap<PeerKind, String>,
-    /// (runtime, in flight, invocations per second)
-    pub throughput: Vec<(Runtime, usize, f64)>,
+    /// (runtime, in flight, connections, invocations per second)
+    pub throughput: Vec<(Runtime, usize, usize, f64)>,
     pub pool: Vec<PoolFigures>,
 }
 
@@ -167,15 +167,21 @@ impl Results {
         println!("(a value in parentheses has fewer than 10 samples beyond its percentile: too few to trust)");
 
         println!(
-            "\n== throughput, warm, {} payload, threads sharing one client connection",
+            "\n== throughput, warm, {} payload, threads sharing the connections",
             size_label(SMALL)
         );
         println!(
-            "{:<10} {:>10} {:>16}",
-            "runtime", "in flight", "invocations/s"
+            "{:<10} {:>10} {:>12} {:>16}",
+            "runtime", "in flight", "connections", "invocations/s"
         );
-        for (runtime, in_flight, rate) in &self.throughput {
-            println!("{:<10} {:>10} {:>16.0}", runtime.as_str(), in_flight, rate);
+        for (runtime, in_flight, connections, rate) in &self.throughput {
+            println!(
+                "{:<10} {:>10} {:>12} {:>16.0}",
+                runtime.as_str(),
+                in_flight,
+                connections,
+                rate
+            );
         }
 
         println!("\n== pool: creation rate and memory per idle pooled sandbox");
@@ -266,9 +272,9 @@ impl Results {
                 "ratio_p50_to_sprout_warm": s.summary()
                     .zip(self.warm_p50(*rt, SMALL)).map(|(p, b)| p.p50 / b),
             })).collect::<Vec<_>>(),
-            "throughput": self.throughput.iter().map(|(rt, n, rate)| json!({
-                "runtime": rt.as_str(), "in_flight": n, "invocations_per_s": rate,
-                "connections": 1,
+            "throughput": self.throughput.iter().map(|(rt, n, conns, rate)| json!({
+                "runtime": rt.as_str(), "in_flight": n, "connections": conns,
+                "invocations_per_s": rate,
             })).collect::<Vec<_>>(),
             "pool": self.pool.iter().map(PoolFigures::to_json).collect::<Vec<_>>(),
             "noise": {

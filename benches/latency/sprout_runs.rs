@@ -83,11 +83,11 @@ pub fn cold_empty_pool(
     elapsed
 }
 
-/// Warm invocations per second with `in_flight` threads sharing `client`,
-/// after `warmup` at the same concurrency (which also starts the sandboxes
-/// it needs).
+/// Warm invocations per second with `in_flight` threads spread over
+/// `clients` (connections), after `warmup` at the same concurrency (which
+/// also starts the sandboxes it needs).
 pub fn throughput(
-    client: &Client,
+    clients: &[Client],
     name: &str,
     payload: &[u8],
     in_flight: usize,
@@ -99,8 +99,10 @@ pub fn throughput(
         let stop = AtomicBool::new(false);
         let start = Instant::now();
         std::thread::scope(|s| {
-            for _ in 0..in_flight {
-                s.spawn(|| {
+            for thread in 0..in_flight {
+                let client = &clients[thread % clients.len()];
+                let (done, stop) = (&done, &stop);
+                s.spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let response = client.invoke(name, payload).expect("invoke");
                         assert!(response.error.is_none(), "{:?}", response.error);
