@@ -18,6 +18,7 @@ use common::*;
 use serde_json::{json, Value};
 use sprout::client::Client;
 use sprout::protocol::{DeploySpec, ErrorKind, InvokeResponse};
+use sprout::sandbox::LOG_CAP;
 
 /// The code directory: app.py and the static probe, built once.
 fn probe_code_dir() -> PathBuf {
@@ -249,8 +250,9 @@ fn the_sandbox_from_inside() {
         &daemon,
     );
 
-    // 1: only stdio, the runtime's fds 3-6 and the code directory are
-    // open; cwd is inside the new root.
+    // 1: only stdio (stdin /dev/null, stdout and stderr the pipe to the
+    // reaper), the runtime's fds 3-6 and the code directory are open; cwd
+    // is inside the new root.
     let fds = got["fds"].as_object().unwrap();
     let mut numbers: Vec<i32> = fds.keys().map(|k| k.parse().unwrap()).collect();
     numbers.sort_unstable();
@@ -259,9 +261,11 @@ fn the_sandbox_from_inside() {
         let target = target.as_str().unwrap();
         let expected = ["/dev/null", "anon_inode:[eventfd]", "/"].contains(&target)
             || target.starts_with("/memfd:sprout-ring")
-            || target.starts_with("socket:[");
+            || target.starts_with("socket:[")
+            || (["1", "2"].contains(&fd.as_str()) && target.starts_with("pipe:["));
         assert!(expected, "fd {fd} -> {target}");
     }
+    assert_eq!(fds["1"], fds["2"], "stdout and stderr share the pipe");
     assert_eq!(got["cwd"], got["cwd_link"]);
     let root: Vec<&str> = got["root_entries"]
         .as_array()
@@ -288,7 +292,13 @@ fn the_sandbox_from_inside() {
             "unexpected variable {key}"
         );
     }
-    assert_eq!(got["pids"], json!([1]));
+    // Only the runtime itself, pid 2: its reaper, pid 1, is not dumpable,
+    // so hidepid=invisible hides it, and its memory and descriptors (the
+    // log) are out of the runtime's reach.
+    assert_eq!(got["pid"], 2);
+    assert_eq!(got["pids"], json!([2]));
+    assert_eq!(got["init_fds"], "ENOENT");
+    assert_eq!(got["init_mem"], "ENOENT");
     // 3: setuid binaries gain nothing.
     assert_eq!(got["no_new_privs"], "1");
     let usr_bin = got["usr_bin_mount"].as_array().unwrap();
@@ -514,8 +524,8 @@ fn leftovers_die_with_their_sandbox() {
     let other = ok(&invoke(&client, "other", json!({})), &daemon);
     assert_eq!(
         other["visible"],
-        json!([1]),
-        "another function sees none of them"
+        json!([other["pid"]]),
+        "another function sees none of them, only itself"
     );
     // The leftovers live on in their sandbox until it is destroyed.
     let first = invoke(&client, "orphans", json!({ "then": "crash" }));
@@ -530,9 +540,58 @@ fn leftovers_die_with_their_sandbox() {
 }
 root_test!(leftovers_die_with_their_sandbox);
 
-/// 19: stdout and stderr go to /dev/null: gigabytes written cost the
-/// daemon nothing.
-fn output_flood_leaves_the_daemon_unchanged() {
+/// 18: orphans re-parented to pid 1 are reaped while the sandbox lives,
+/// so they never pile up against pids.max (256): three rounds of 100
+/// double-forked processes in one sandbox all fork and all go.
+fn orphans_are_reaped_while_the_sandbox_lives() {
+    let daemon = start();
+    let client = daemon.client();
+    deploy(&client, "zombies", "zombies");
+    let mut sandboxes = Vec::new();
+    for round in 0..3 {
+        let response = invoke(&client, "zombies", json!({ "n": 100 }));
+        let got = ok(&response, &daemon);
+        assert_eq!(got["orphans"], 100, "round {round}");
+        assert_eq!(got["left"], json!({}), "round {round}: unreaped");
+        sandboxes.push(response.sandbox);
+    }
+    sandboxes.dedup();
+    assert_eq!(sandboxes.len(), 1, "one warm sandbox: {sandboxes:?}");
+    // From the host: the reaper is sprout:init[ID], the runtime its only
+    // child left.
+    let procs = sandbox_cgroup_procs(&daemon, sandboxes[0]).unwrap();
+    let stat = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let comm = |pid: i32| stat(pid).split(['(', ')']).nth(1).unwrap().to_owned();
+    let ppid = |pid: i32| -> i32 {
+        let stat = stat(pid);
+        stat.rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let reaper: Vec<i32> = procs
+        .iter()
+        .copied()
+        .filter(|&p| comm(p) == format!("sprout:init[{}]", sandboxes[0]))
+        .collect();
+    assert_eq!(reaper.len(), 1, "{procs:?}");
+    let children: Vec<i32> = procs
+        .iter()
+        .copied()
+        .filter(|&p| ppid(p) == reaper[0])
+        .collect();
+    assert_eq!(children.len(), 1, "{procs:?}");
+}
+root_test!(orphans_are_reaped_while_the_sandbox_lives);
+
+/// 19: stdout and stderr are captured, capped: 2 GiB written leave a log
+/// of at most [`LOG_CAP`] that ends in one line counting exactly what was
+/// dropped, and cost the daemon nothing. The log goes with the sandbox.
+fn output_flood_is_capped() {
     let daemon = start();
     let client = daemon.client();
     client
@@ -548,15 +607,83 @@ fn output_flood_leaves_the_daemon_unchanged() {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
     let before = rss();
-    let got = ok(&invoke(&client, "flood", json!({ "gib": 5 })), &daemon);
-    assert_eq!(got["written_gib"], 10);
+    let response = invoke(&client, "flood", json!({ "gib": 1 }));
+    assert_eq!(ok(&response, &daemon)["written_gib"], 2);
     let after = rss();
     assert!(
         after < before + 8 * 1024,
         "daemon RSS grew from {before} to {after} KiB"
     );
+    let log = log_path(&daemon, response.sandbox);
+    let written = 2u64 << 30;
+    // The reaper may still be draining the pipe's last bytes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (kept, dropped, bytes) = loop {
+        let bytes = std::fs::read(&log).unwrap();
+        assert!(bytes.len() as u64 <= LOG_CAP, "{} bytes", bytes.len());
+        let text = String::from_utf8(bytes).unwrap();
+        let output = &text[..text.find("\n[output truncated").unwrap_or(text.len())];
+        let kept = output.bytes().filter(|&b| b == b'y').count() as u64;
+        let dropped: u64 = text
+            .lines()
+            .last()
+            .and_then(|l| l.strip_prefix("[output truncated: "))
+            .and_then(|l| l.strip_suffix(" bytes dropped]"))
+            .map_or(0, |n| n.parse().unwrap());
+        if kept + dropped >= written || Instant::now() > deadline {
+            break (kept, dropped, text);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(kept + dropped, written);
+    assert_eq!(bytes.matches("[output truncated").count(), 1);
+    client.remove("flood").unwrap();
+    assert!(wait_gone_path(&log), "the log goes with its sandbox");
 }
-root_test!(output_flood_leaves_the_daemon_unchanged);
+root_test!(output_flood_is_capped);
+
+/// 19: what a handler prints is in its sandbox's log while the sandbox
+/// lives.
+fn printed_lines_land_in_the_sandbox_log() {
+    let daemon = start();
+    let client = daemon.client();
+    deploy(&client, "say", "say");
+    let response = invoke(&client, "say", json!({ "line": "hello from inside" }));
+    assert_eq!(ok(&response, &daemon), "said");
+    let log = log_path(&daemon, response.sandbox);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("(stderr)") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(text, "hello from inside\nhello from inside (stderr)\n");
+    client.remove("say").unwrap();
+    assert!(wait_gone_path(&log), "the log goes with its sandbox");
+}
+root_test!(printed_lines_land_in_the_sandbox_log);
+
+/// STATE/logs/INSTANCE/sandbox-ID.log.
+fn log_path(daemon: &Daemon, sandbox: u64) -> PathBuf {
+    daemon
+        .state
+        .join("logs")
+        .join(instance_of(&daemon.state))
+        .join(format!("sandbox-{sandbox}.log"))
+}
+
+fn wait_gone_path(path: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while path.exists() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
 
 /// 20: the runtime dying in any way mid-invocation is RuntimeCrash; the
 /// sandbox is discarded and the next invocation works.

@@ -282,8 +282,9 @@ fn confinement_seen_from_inside(backend: &str) {
         serde_json::json!(["full", "null", "random", "urandom", "zero"])
     );
     assert!(probe["cwd"].as_str().unwrap().starts_with('/'));
-    // Only the sandbox's own processes are visible.
-    assert_eq!(probe["pids"], serde_json::json!([1]));
+    // Only the sandbox's own processes are visible: the runtime, pid 2
+    // (its reaper, pid 1, is not dumpable, so hidepid=invisible hides it).
+    assert_eq!(probe["pids"], serde_json::json!([2]));
     // Every namespace differs from the host's.
     for (ns, inside) in probe["namespaces"].as_object().unwrap() {
         let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
@@ -312,7 +313,8 @@ fn confinement_seen_from_inside(backend: &str) {
             "unexpected variable {key} inside the sandbox"
         );
     }
-    // Open fds: stdio on /dev/null, the ring memfd (and Python's mmap dup
+    // Open fds: stdin on /dev/null, stdout and stderr on the pipe to the
+    // reaper, the ring memfd (and Python's mmap dup
     // of it), the two doorbells, the control socket, the code directory,
     // and the one listdir used; nothing of the host's.
     let fds = probe["fds"].as_object().unwrap();
@@ -325,7 +327,8 @@ fn confinement_seen_from_inside(backend: &str) {
         // The code directory is a detached mount: its path reads "/".
         let expected = ["/dev/null", "anon_inode:[eventfd]", "/", "closed"].contains(&target)
             || target.starts_with("/memfd:sprout-ring")
-            || target.starts_with("socket:[");
+            || target.starts_with("socket:[")
+            || target.starts_with("pipe:[");
         assert!(expected, "fd {fd} -> {target}");
     }
     // The mount table shows a read-only root.
@@ -507,14 +510,22 @@ fn restart_after_crash_cleans_up(backend: &str) {
     }
     for dir in daemon.cgroup_dirs() {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.lines() {
+        let ppid = |pid: &str| {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let ppid = status
+            status
                 .lines()
                 .find_map(|l| l.strip_prefix("PPid:"))
-                .map(|v| v.trim().parse::<i32>().unwrap());
+                .map(|v| v.trim().parse::<i32>().unwrap())
+        };
+        for pid in procs.lines() {
+            // The sandbox's reaper is the daemon's child, the runtime the
+            // reaper's.
+            let parent = ppid(pid);
+            let grandparent = parent.and_then(|p| ppid(&p.to_string()));
             assert!(
-                ppid.is_none() || ppid == Some(daemon.pid()),
+                parent.is_none()
+                    || parent == Some(daemon.pid())
+                    || grandparent == Some(daemon.pid()),
                 "process {pid} in {} belongs to no live daemon",
                 dir.display()
             );

@@ -299,7 +299,10 @@ fn check_report(report: &Value, sandbox: &Sandbox) {
             "{name} namespace shared with the host"
         );
     }
-    assert_eq!(report["pid"], 1, "the runtime is pid 1 of its namespace");
+    assert_eq!(
+        report["pid"], 2,
+        "the runtime is the first child of its namespace's pid 1, the reaper"
+    );
     assert_eq!(
         report["uid"], 0,
         "uid 0 of the sandbox's own user namespace"
@@ -319,7 +322,7 @@ fn check_report(report: &Value, sandbox: &Sandbox) {
     assert!(
         procs
             .iter()
-            .all(|p| !p.chars().all(|c| c.is_ascii_digit()) || *p == "1"),
+            .all(|p| !p.chars().all(|c| c.is_ascii_digit()) || *p == "2"),
         "{procs:?}"
     );
     assert!(
@@ -383,7 +386,11 @@ fn check_report(report: &Value, sandbox: &Sandbox) {
         assert!(known, "unexpected descriptor {fd} -> {target}: {fds:?}");
     }
     assert_eq!(fds[&0], "/dev/null");
-    assert_eq!(fds[&1], "/dev/null");
+    assert!(
+        fds[&1].starts_with("pipe:["),
+        "stdout goes to the reaper: {fds:?}"
+    );
+    assert_eq!(fds[&1], fds[&2], "stdout and stderr share the pipe");
     assert_eq!(
         fds[&3].split(' ').next(),
         Some("/memfd:sprout-ring"),
@@ -600,4 +607,69 @@ fn hello_native() -> PathBuf {
         assert!(status.success(), "cargo build -p hello-native failed");
     }
     bootstrap
+}
+
+const ENDINGS: &str = r#"
+import os, signal
+
+def handler(event, ctx):
+    print("about to end: " + event, flush=True)
+    if event == "exit":
+        os._exit(3)
+    os.kill(os.getpid(), getattr(signal, event))
+"#;
+
+/// The reaper (pid 1) exits with the runtime's exit code, or 128 + S when
+/// signal S killed it; 128 + SIGSYS reads as a seccomp kill. What the
+/// runtime printed is in the sandbox's log until the sandbox goes.
+#[test]
+fn the_reaper_reports_how_the_runtime_ended() {
+    use sprout::sys::process::ExitStatus;
+    if !require_root("the_reaper_reports_how_the_runtime_ended") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let instance = unique_instance("end");
+    let env = prepare(state.path(), &instance);
+    let code = code_dir(&[("endings.py", ENDINGS.as_bytes(), 0o644)]);
+    let cases = [
+        ("exit", ExitStatus::Exited(3), false),
+        ("SIGSEGV", ExitStatus::Exited(128 + libc::SIGSEGV), false),
+        ("SIGSYS", ExitStatus::Exited(128 + libc::SIGSYS), true),
+    ];
+    for (id, (event, status, policy)) in (1..).zip(cases) {
+        let (mut ring, end) = HostRing::create(1 << 20).unwrap();
+        let sandbox = env
+            .spawn(id, RuntimeKind::Python, &Limits::for_memory_mb(128), end)
+            .expect("spawn");
+        assert_eq!(
+            next_message(&mut ring, &sandbox, READY_TIMEOUT),
+            RuntimeMessage::Ready
+        );
+        let mount = open_code_mount(code.path()).unwrap();
+        sandbox
+            .assign(mount.as_fd(), &assignment("endings.handler"))
+            .unwrap();
+        drop(mount);
+        assert_eq!(
+            next_message(&mut ring, &sandbox, READY_TIMEOUT),
+            RuntimeMessage::InitOk
+        );
+        let payload = format!("{event:?}");
+        ring.send_invoke(1, b"{}", payload.as_bytes()).unwrap();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while sandbox.exit_status().is_none() {
+            assert!(Instant::now() < deadline, "{event}: the sandbox lives on");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(sandbox.exit_status(), Some(status), "{event}");
+        assert_eq!(sandbox.killed_by_policy(), policy, "{event}");
+        let log = sandbox.log_path().to_owned();
+        let printed = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(printed, format!("about to end: {event}\n"));
+        sandbox.destroy().expect("destroy");
+        assert!(!log.exists(), "{event}: the log goes with the sandbox");
+    }
+    drop(env);
+    assert_instance_gone(&instance);
 }

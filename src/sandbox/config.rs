@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::{Limits, RuntimeKind};
 
 /// Descriptor numbers in the sandbox. 3 to 6 stay open for the runtime;
-/// 7 and up are closed by [`super::confine::confine`] before exec.
+/// 7 is the reaper's alone (see [`super::reaper`]); 8 and up are closed by
+/// [`super::confine::confine`].
 pub mod fds {
     /// The ring's memfd.
     pub const RING: i32 = 3;
@@ -17,10 +18,14 @@ pub mod fds {
     /// The sandbox end of the control socket (`SOCK_SEQPACKET`): the
     /// assignment arrives here.
     pub const CONTROL: i32 = 6;
+    /// The sandbox's output log (STATE/logs/INSTANCE/sandbox-ID.log),
+    /// opened by the daemon: the reaper writes the runtime's capped stdout
+    /// and stderr there; the runtime never holds it.
+    pub const LOG: i32 = 7;
     /// The config pipe: one sync byte, then the JSON [`super::InitConfig`].
-    pub const CONFIG: i32 = 7;
+    pub const CONFIG: i32 = 8;
     /// The first descriptor `confine` closes.
-    pub const FIRST_CLOSED: i32 = 7;
+    pub const FIRST_CLOSED: i32 = 8;
 }
 
 /// The largest configuration the init accepts.
@@ -43,6 +48,9 @@ pub struct InitConfig {
     /// The runtime's seccomp filter, compiled once per daemon start: raw
     /// `sock_filter` instructions, 8 bytes each.
     pub seccomp: Vec<u8>,
+    /// `SPROUT_SANDBOX_STDERR=inherit`: the runtime's stderr stays the
+    /// daemon's instead of going to the log (debugging).
+    pub keep_stderr: bool,
 }
 
 #[cfg(test)]
@@ -60,6 +68,7 @@ mod tests {
             newroot_dir: "newroot".into(),
             runtime_dir: "runtimes/python".into(),
             seccomp: vec![1, 2, 3, 4, 5, 6, 7, 8],
+            keep_stderr: false,
         };
         let json = serde_json::to_vec(&config).unwrap();
         assert_eq!(serde_json::from_slice::<InitConfig>(&json).unwrap(), config);

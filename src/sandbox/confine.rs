@@ -16,16 +16,17 @@ use crate::sys::process;
 /// uid/gid 0 of the namespace before exec'ing the init.
 ///
 /// Returns the fresh environment for the runtime. What follows is in
-/// `runtime.rs`: the seccomp filter goes on last, immediately before the
-/// runtime's exec (for native, after the assignment arrives, since the init
-/// itself is the loader until then).
+/// `reaper.rs` (the fork: pid 1 stays as the reaper, the child becomes the
+/// runtime) and `runtime.rs`: each process installs the seccomp filter
+/// last, the runtime immediately before its exec (for native, after the
+/// assignment arrives, since its process is the loader until then).
 pub fn confine(config: &InitConfig) -> Result<Vec<String>, ConfineError> {
     namespaces::enter_cgroup_namespace()?; // the parent moved us into our cgroup first
     namespaces::set_hostname(&config.hostname)?;
     namespaces::loopback_up()?; // the only interface of the new net namespace
     rootfs::build(config)?; // private /, ro binds, /tmp, /dev, /proc, pivot_root, ro /
     rlimits::apply(&config.limits)?;
-    close_inherited_fds()?; // keep only 0-6: stdio, ring, bells, control
+    close_inherited_fds()?; // keep only 0-7: stdio, ring, bells, control, log
     let env = fresh_environment(config.runtime);
     caps::drop_all()?; // bounding, securebits (locked), ambient, inheritable, effective, permitted
     no_new_privs()?;
@@ -46,7 +47,7 @@ pub fn fresh_environment(runtime: RuntimeKind) -> Vec<String> {
 
 fn close_inherited_fds() -> Result<(), ConfineError> {
     process::close_from(fds::FIRST_CLOSED)
-        .map_err(|e| ConfineError::new(Step::CloseFds, "close_range(7, ~0)", e))
+        .map_err(|e| ConfineError::new(Step::CloseFds, "close_range(8, ~0)", e))
 }
 
 fn no_new_privs() -> Result<(), ConfineError> {
@@ -85,6 +86,7 @@ fn process_name(config: &InitConfig) -> Result<(), ConfineError> {
 /// | 28 | PivotRoot | 29 | DetachOldRoot | 30 | RootReadOnly |
 /// | 40 | Rlimit | 41 | CloseFds | 42 | DropCaps | 43 | Securebits |
 /// | 44 | NoNewPrivs | 45 | ParentDeathSignal | 46 | ProcessName |
+/// | 47 | Fork | 48 | Reap |
 /// | 50 | Ready | 51 | Assignment | 52 | Seccomp | 53 | Exec |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -110,6 +112,10 @@ pub enum Step {
     NoNewPrivs,
     ParentDeathSignal,
     ProcessName,
+    /// The output pipe and the fork of the runtime from the reaper.
+    Fork,
+    /// Setting up the reaper (pid 1), or its loop.
+    Reap,
     Ready,
     Assignment,
     Seccomp,
@@ -117,7 +123,7 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 26] = [
+    pub const ALL: [Step; 28] = [
         Step::ReadConfig,
         Step::CgroupNamespace,
         Step::Hostname,
@@ -140,6 +146,8 @@ impl Step {
         Step::NoNewPrivs,
         Step::ParentDeathSignal,
         Step::ProcessName,
+        Step::Fork,
+        Step::Reap,
         Step::Ready,
         Step::Assignment,
         Step::Seccomp,
@@ -171,6 +179,8 @@ impl Step {
             Step::NoNewPrivs => 44,
             Step::ParentDeathSignal => 45,
             Step::ProcessName => 46,
+            Step::Fork => 47,
+            Step::Reap => 48,
             Step::Ready => 50,
             Step::Assignment => 51,
             Step::Seccomp => 52,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
@@ -31,6 +31,8 @@ pub struct SandboxEnv {
     pub(super) uid_base: u32,
     /// `SPROUT_SANDBOX_STDERR=inherit`: sandboxes keep the daemon's stderr.
     pub(super) keep_stderr: bool,
+    /// STATE/logs/INSTANCE: one capped output log per live sandbox.
+    pub(super) logs: PathBuf,
 }
 
 impl SandboxEnv {
@@ -61,6 +63,8 @@ impl SandboxEnv {
                 .map_err(|source| SandboxError::Seccomp { runtime, source })?;
             filters.insert(runtime, program.to_bytes());
         }
+        let logs = state_dir.join("logs").join(instance);
+        prepare_logs(&logs)?;
         let init_exe = open_path(Path::new("/proc/self/exe"))?;
         let keep_stderr = std::env::var_os("SPROUT_SANDBOX_STDERR").is_some_and(|v| v == "inherit");
         let uid_base = uid_base(instance);
@@ -73,6 +77,7 @@ impl SandboxEnv {
             init_exe,
             uid_base,
             keep_stderr,
+            logs,
         })
     }
 
@@ -105,12 +110,39 @@ impl SandboxEnv {
     pub fn host_uid(&self, id: u64) -> u32 {
         self.uid_base + (id % 65536) as u32
     }
+
+    /// STATE/logs/INSTANCE/sandbox-ID.log: sandbox `id`'s output.
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.logs.join(format!("sandbox-{id}.log"))
+    }
+}
+
+/// A fresh, private log directory: logs an earlier run of this instance
+/// left (it crashed) go.
+fn prepare_logs(dir: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let err = |source| SandboxError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)
 }
 
 /// The daemon leaves nothing behind: when its environment goes, so do the
 /// instance's cgroups and any sandbox still in them.
 impl Drop for SandboxEnv {
     fn drop(&mut self) {
+        if let Err(err) = std::fs::remove_dir_all(&self.logs) {
+            tracing::warn!(instance = %self.instance, logs = %self.logs.display(), %err, "remove the sandbox logs");
+        }
         match self.cgroups.cleanup_instance(&self.instance) {
             Ok(0) => {}
             Ok(n) => {

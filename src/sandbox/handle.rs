@@ -2,16 +2,19 @@
 
 use std::cell::Cell;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::cgroup::{MemoryReport, SandboxCgroup};
+use super::reaper::SIGNALED_EXIT_BASE;
 use super::spawn::Spawned;
 use super::{Assignment, RuntimeKind, SandboxError, MAX_ASSIGNMENT_BYTES};
 use crate::sys::process::{self, ExitStatus};
 
 /// One sandbox: its init process (pid 1 of its pid namespace), its pidfd,
-/// the daemon end of its control socket and its cgroup. Dropping it without
-/// [`Sandbox::destroy`] still kills it and removes the cgroup.
+/// the daemon end of its control socket, its cgroup and its output log.
+/// Dropping it without [`Sandbox::destroy`] still kills it and removes the
+/// cgroup and the log.
 #[derive(Debug)]
 pub struct Sandbox {
     id: u64,
@@ -21,6 +24,7 @@ pub struct Sandbox {
     pidfd: Rc<OwnedFd>,
     control: OwnedFd,
     cgroup: Option<SandboxCgroup>,
+    log: PathBuf,
     /// How the init ended, once [`Sandbox::exit_status`] reaped it.
     status: Cell<Option<ExitStatus>>,
 }
@@ -35,6 +39,7 @@ impl Sandbox {
             pidfd: parts.pidfd,
             control: parts.control,
             cgroup: Some(cgroup),
+            log: parts.log,
             status: Cell::new(None),
         }
     }
@@ -54,6 +59,12 @@ impl Sandbox {
 
     pub fn runtime(&self) -> RuntimeKind {
         self.runtime
+    }
+
+    /// The runtime's stdout and stderr, capped (see `reaper.rs`); removed
+    /// with the sandbox.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// Readable once the sandbox's init has exited.
@@ -105,9 +116,11 @@ impl Sandbox {
         }
     }
 
-    /// How the init (the runtime's process, pid 1 of the sandbox) ended:
-    /// reaps it without blocking on the first call after it exited and
-    /// remembers the answer. `None` while it runs.
+    /// How the init (the reaper, pid 1 of the sandbox) ended: the
+    /// runtime's exit code, 128 + S when signal S killed the runtime, or
+    /// the failed step's code (see [`super::Step`]). Reaps pid 1 without
+    /// blocking on the first call after it exited and remembers the
+    /// answer. `None` while it runs.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         if self.status.get().is_none() {
             match process::pidfd_wait(self.pidfd.as_fd(), true) {
@@ -119,9 +132,16 @@ impl Sandbox {
     }
 
     /// Whether the seccomp policy killed the runtime's process: a
-    /// never-legitimate system call ends it with SIGSYS (KILL_PROCESS).
+    /// never-legitimate system call ends it with SIGSYS (KILL_PROCESS), and
+    /// the reaper (pid 1) exits with 128 + SIGSYS. (The runtime could end
+    /// with that code itself: it only mislabels its own crash.) A SIGSYS of
+    /// pid 1 itself counts too.
     pub fn killed_by_policy(&self) -> bool {
-        self.exit_status() == Some(ExitStatus::Signaled(libc::SIGSYS))
+        match self.exit_status() {
+            Some(ExitStatus::Signaled(signal)) => signal == libc::SIGSYS,
+            Some(ExitStatus::Exited(code)) => code == SIGNALED_EXIT_BASE + libc::SIGSYS,
+            None => false,
+        }
     }
 
     pub fn memory_report(&self) -> MemoryReport {
@@ -152,6 +172,13 @@ impl Sandbox {
                     pid: self.pid,
                     source,
                 })
+            }
+        }
+        if let Err(err) = std::fs::remove_file(&self.log) {
+            // Gone with the instance's log directory when the environment
+            // was dropped first.
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(sandbox = self.id, log = %self.log.display(), %err, "remove the sandbox's log");
             }
         }
         // Gone already when the environment was dropped first (it removes

@@ -1,6 +1,7 @@
 //! The sandbox init: the sprout binary re-executed as
 //! `sprout-sandbox-init` in the freshly cloned child. It reads its
-//! configuration, confines itself and execs the runtime. Failures end it
+//! configuration, confines itself, forks the runtime and stays as its
+//! reaper (see [`super::reaper`]). Failures end it
 //! with the failed step's exit code (see [`super::Step`]) after writing the
 //! error text to stderr and to the control socket (the daemon reads it with
 //! [`super::Sandbox::init_error`]).
@@ -10,7 +11,7 @@ use std::os::fd::AsFd;
 
 use super::config::{fds, InitConfig, MAX_CONFIG_BYTES};
 use super::confine::{confine, ConfineError, Step};
-use super::runtime;
+use super::reaper;
 
 /// Entry point of the re-executed sandbox init process.
 pub fn init_main() -> i32 {
@@ -18,7 +19,7 @@ pub fn init_main() -> i32 {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let err = match read_config() {
         Ok(config) => match confine(&config) {
-            Ok(env) => runtime::start(&config, env),
+            Ok(env) => reaper::start(&config, env),
             Err(err) => err,
         },
         Err(err) => err,
@@ -49,7 +50,8 @@ fn read_config() -> Result<InitConfig, ConfineError> {
 }
 
 /// Tell whoever listens why the init failed. Best effort: stderr is
-/// /dev/null unless the daemon ran with SPROUT_SANDBOX_STDERR=inherit.
+/// /dev/null before the fork (the daemon's with
+/// SPROUT_SANDBOX_STDERR=inherit), the output pipe after it.
 fn report(err: &ConfineError) {
     let text = format!("sprout-sandbox-init: {err}");
     eprintln!("{text}");

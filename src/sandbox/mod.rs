@@ -5,7 +5,9 @@
 //! namespaces, writes its id maps and hands it its configuration. The child
 //! re-executes the sprout binary as `sprout-sandbox-init` ([`init_main`]),
 //! which runs [`confine::confine`] — one linear function whose order is the
-//! security argument — and then execs the runtime (`runtime.rs`).
+//! security argument — and then forks: the child execs the runtime
+//! (`runtime.rs`), pid 1 stays as its reaper and drains its output into
+//! the sandbox's capped log (`reaper.rs`, `output.rs`).
 //!
 //! Files: `spawn.rs` (daemon side of creation), `handle.rs` ([`Sandbox`]),
 //! `env.rs` ([`SandboxEnv`], prepared once per daemon), `etc.rs` (the
@@ -30,6 +32,8 @@ mod etc;
 mod handle;
 mod init;
 mod namespaces;
+mod output;
+mod reaper;
 mod rlimits;
 mod rootfs;
 mod runtime;
@@ -49,6 +53,7 @@ pub use confine::{ConfineError, Step};
 pub use env::SandboxEnv;
 pub use handle::Sandbox;
 pub use init::init_main;
+pub use output::LOG_CAP;
 
 /// The language runtime a sandbox runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -1,9 +1,10 @@
-//! After [`super::confine::confine`]: install the seccomp filter (last)
-//! and exec the runtime.
+//! After [`super::confine::confine`] and the reaper's fork, in the
+//! runtime's process: install the seccomp filter (last) and exec the
+//! runtime.
 //!
 //! - python: exec `/usr/bin/python3 -I /opt/sprout/runtime/bootstrap.py`;
 //!   the bootstrap announces READY and reads its assignment from fd 6.
-//! - native: the init is the pooled loader. It announces READY on the ring,
+//! - native: the runtime's process is the pooled loader. It announces READY on the ring,
 //!   blocks on fd 6 for the assignment (JSON [`Assignment`] plus the code
 //!   directory's descriptor), then execs `bootstrap` from that directory
 //!   with the function's environment. The seccomp filter goes on after the
@@ -128,7 +129,7 @@ pub fn native_environment(mut env: Vec<String>, assignment: &Assignment) -> Vec<
     env
 }
 
-fn apply_seccomp(config: &InitConfig) -> Result<(), ConfineError> {
+pub(super) fn apply_seccomp(config: &InitConfig) -> Result<(), ConfineError> {
     let step = |e: seccomp::SeccompError| {
         ConfineError::new(
             Step::Seccomp,

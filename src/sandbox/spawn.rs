@@ -58,6 +58,9 @@ impl SandboxEnv {
         match self.spawn_in(id, runtime, limits, ring, &cgroup) {
             Ok(parts) => Ok(Sandbox::new(parts, cgroup)),
             Err(err) => {
+                if let Err(cleanup) = fs::remove_file(self.log_path(id)) {
+                    tracing::debug!(sandbox = id, err = %cleanup, "remove log of failed spawn");
+                }
                 if let Err(cleanup) = cgroup.remove() {
                     tracing::warn!(sandbox = id, err = %cleanup, "remove cgroup of failed spawn");
                 }
@@ -80,17 +83,29 @@ impl SandboxEnv {
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| fd_err(e.into()))?;
         let null = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| fd_err(e.into()))?;
+        let log_path = self.log_path(id);
+        let log = open(
+            &log_path,
+            OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_TRUNC
+                | OFlag::O_CLOEXEC
+                | OFlag::O_NOFOLLOW,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| fd_err(e.into()))?;
         let high = |fd: &OwnedFd| dup_at_least(fd.as_fd(), HIGH_FD).map_err(fd_err);
-        let moved: [(OwnedFd, i32); 5] = [
+        let moved: [(OwnedFd, i32); 6] = [
             (high(&ring.memfd)?, fds::RING),
             (high(&ring.request_bell)?, fds::REQUEST_BELL),
             (high(&ring.response_bell)?, fds::RESPONSE_BELL),
             (high(&control_child)?, fds::CONTROL),
+            (high(&log)?, fds::LOG),
             (high(&config_read)?, fds::CONFIG),
         ];
         let null = high(&null)?;
         let exe = high(&self.init_exe)?;
-        drop((ring, control_child, config_read));
+        drop((ring, control_child, config_read, log));
         let pairs: Vec<_> = moved
             .iter()
             .map(|(fd, target)| (fd.as_fd(), *target))
@@ -108,6 +123,7 @@ impl SandboxEnv {
             newroot_dir: etc::NEWROOT.to_owned(),
             runtime_dir: etc::runtime_rel(runtime),
             seccomp: self.seccomp.get(&runtime).cloned().unwrap_or_default(),
+            keep_stderr: self.keep_stderr,
         };
         let config = serde_json::to_vec(&config).map_err(|e| fd_err(e.into()))?;
         let plan = ChildPlan {
@@ -156,6 +172,7 @@ impl SandboxEnv {
             runtime,
             pidfd: Rc::new(child.pidfd),
             control,
+            log: log_path,
         })
     }
 }
@@ -168,6 +185,7 @@ pub(super) struct Spawned {
     pub runtime: RuntimeKind,
     pub pidfd: Rc<OwnedFd>,
     pub control: OwnedFd,
+    pub log: std::path::PathBuf,
 }
 
 pub(super) fn cgroup_name(id: u64) -> String {

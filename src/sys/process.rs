@@ -300,12 +300,54 @@ pub fn pidfd_wait(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<Exit
 
 /// `close_range(first, ~0, 0)`: close every descriptor from `first` up.
 pub fn close_from(first: RawFd) -> io::Result<()> {
-    // SAFETY: closes descriptors; the caller declares nothing at or above
-    // `first` is still owned (this runs just before exec in the init).
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) };
+    close_range(first, RawFd::MAX)
+}
+
+/// `close_range(first, last, 0)`: close descriptors `first..=last`.
+pub fn close_range(first: RawFd, last: RawFd) -> io::Result<()> {
+    // SAFETY: closes descriptors; the caller declares nothing in the range
+    // is still owned (the sandbox init, before exec or before it becomes
+    // the reaper).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// `fork()`, for a process that runs a single thread (the sandbox init):
+/// `Ok(None)` in the child, `Ok(Some(pid))` in the parent.
+pub fn fork_single_threaded() -> io::Result<Option<i32>> {
+    // SAFETY: the caller has one thread, so the child's copy of every lock
+    // and allocator state is consistent; glibc's fork runs its atfork
+    // handlers as usual.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+extern "C" fn wake_only(_: libc::c_int) {}
+
+/// Block `sig` and give it a handler that does nothing: it stays pending
+/// until a `ppoll` whose mask lets it in, and then interrupts that wait
+/// (a signal left at its default "ignore" would be discarded instead).
+pub fn catch_blocked(sig: nix::sys::signal::Signal) -> io::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow};
+    let mut set = SigSet::empty();
+    set.add(sig);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    let action = SigAction::new(SigHandler::Handler(wake_only), SaFlags::empty(), set);
+    // SAFETY: the handler is async-signal-safe (it does nothing).
+    unsafe { nix::sys::signal::sigaction(sig, &action) }?;
+    Ok(())
+}
+
+/// Ignore `sig` (SIG_IGN).
+pub fn ignore_signal(sig: nix::sys::signal::Signal) -> io::Result<()> {
+    // SAFETY: SIG_IGN installs no code.
+    unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) }?;
     Ok(())
 }
 

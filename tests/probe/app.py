@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -107,6 +108,9 @@ def inside(event, context):
         "root_entries": sorted(os.listdir("/")),
         "env": sorted(os.environ),
         "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "pid": os.getpid(),
+        "init_fds": _attempt(lambda: os.listdir("/proc/1/fd")),
+        "init_mem": _attempt(lambda: _read("/proc/1/mem")),
         "no_new_privs": status.get("NoNewPrivs"),
         "uid": os.getuid(),
         "setuid_binaries": suid,
@@ -249,6 +253,46 @@ def orphans(event, context):
     if event.get("then") == "crash":
         os._exit(7)
     return pids
+
+
+def _state(pid):
+    """A process's state letter from /proc, None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def zombies(event, context):
+    """Double-fork `n` processes that exit at once: orphans re-parented to
+    pid 1. Report how many are still in the process table (zombies nobody
+    reaps) after a bounded wait."""
+    r, w = os.pipe()
+    for _ in range(event["n"]):
+        child = os.fork()
+        if child == 0:
+            if os.fork() == 0:
+                os.write(w, b"%d\n" % os.getpid())
+            os._exit(0)
+        os.waitpid(child, 0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        orphans = [int(p) for p in f.read().split()]
+    deadline = time.monotonic() + 5
+    while True:
+        left = {p: s for p in orphans if (s := _state(p)) is not None}
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    return {"orphans": len(orphans), "left": left}
+
+
+def say(event, context):
+    """One line to stdout, one to stderr."""
+    print(event["line"])
+    print(event["line"] + " (stderr)", file=sys.stderr, flush=True)
+    return "said"
 
 
 def crash(event, context):
