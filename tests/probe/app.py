@@ -279,7 +279,7 @@ def zombies(event, context):
     os.close(w)
     with os.fdopen(r, "rb") as f:
         orphans = [int(p) for p in f.read().split()]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 1
     while True:
         left = {p: s for p in orphans if (s := _state(p)) is not None}
         if not left or time.monotonic() > deadline:
