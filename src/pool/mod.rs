@@ -311,13 +311,16 @@ impl Pool {
         self.slots.is_empty()
     }
 
-    /// Sandboxes that have booted for longer than `limit` without READY.
-    pub fn stuck_booting(&self, limit: std::time::Duration) -> Vec<SandboxId> {
+    /// Sandboxes that have booted for longer than `limit` without READY,
+    /// or been loading their function that long without INIT_OK (counted
+    /// from the assignment: a sandbox may wait in the pool for hours).
+    pub fn stuck_booting(&self, limit: Duration) -> Vec<SandboxId> {
         self.slots
             .iter()
-            .filter(|(_, s)| {
-                matches!(s.phase, Phase::Booting | Phase::Initializing)
-                    && s.created.elapsed() > limit
+            .filter(|(_, s)| match s.phase {
+                Phase::Booting => s.created.elapsed() > limit,
+                Phase::Initializing => s.assigned_at.elapsed() > limit,
+                _ => false,
             })
             .map(|(&id, _)| id)
             .collect()
