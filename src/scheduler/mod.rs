@@ -33,6 +33,10 @@ pub type InvocationId = u64;
 /// Identifies a sandbox inside one daemon.
 pub type SandboxId = u64;
 
+/// Most affinity keys a shared function remembers at once; beyond that a
+/// new key is served but not remembered (its next invocation is a miss).
+pub const MAX_KEYS: usize = 65_536;
+
 /// Why an invocation was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
@@ -174,9 +178,12 @@ impl FunctionQueue {
                         self.wait_for(owner, waiting);
                         continue;
                     }
-                    _ => {
+                    // Strict mode holds at most one key per sandbox; a
+                    // shared function remembers at most MAX_KEYS of them.
+                    _ if self.mode == AffinityMode::Strict || self.keys.len() < MAX_KEYS => {
                         self.keys.insert(key.clone(), sandbox);
                     }
+                    _ => {}
                 }
             }
             let member = self

@@ -266,3 +266,22 @@ fn a_long_queue_of_one_busy_key_is_moved_without_recursion() {
     q.sandbox_idle(11, now);
     assert_eq!(q.next_dispatch(), d(1, 11, true));
 }
+
+#[test]
+fn a_shared_function_remembers_a_bounded_number_of_keys() {
+    let now = Instant::now();
+    let mut q = shared(1, 10);
+    ready(&mut q, &[10], now);
+    for id in 0..(MAX_KEYS as u64 + 5) {
+        q.enqueue(id, Some(&format!("k{id}"))).unwrap();
+        assert_eq!(q.next_dispatch().map(|d| d.sandbox), Some(10));
+        q.sandbox_idle(10, now);
+    }
+    assert_eq!(q.key_count(), MAX_KEYS);
+    q.enqueue(0, Some("k0")).unwrap();
+    assert_eq!(
+        q.next_dispatch(),
+        d(0, 10, true),
+        "an early key is still known"
+    );
+}
