@@ -40,3 +40,4 @@ pub mod scheduler;
 pub mod sys;
 #[doc(hidden)]
 pub mod testing;
+pub mod trace;

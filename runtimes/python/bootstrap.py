@@ -35,7 +35,7 @@ HEADER_SIZE = 4096
 RECORD_HEADER = 16
 MAX_ASSIGNMENT = 65536
 
-READY, INIT_OK, INIT_ERROR, RESULT, ERROR, INVOKE = 1, 2, 3, 4, 5, 16
+READY, INIT_OK, INIT_ERROR, RESULT, ERROR, CALL, INVOKE, CALL_RESULT = 1, 2, 3, 4, 5, 6, 16, 17
 
 # Indices into the header viewed as u64 words (byte offset / 8).
 REQUEST_HEAD, REQUEST_TAIL, RESPONSE_HEAD, RESPONSE_TAIL = 16, 32, 48, 64
@@ -74,6 +74,27 @@ class Ring:
         # Our own indices, continuing from whoever used this end before.
         self.req_head = self.words[REQUEST_HEAD]
         self.resp_tail = self.words[RESPONSE_TAIL]
+        self.calls = 0  # CALLs sent so far; the next one's id is one more
+
+    def call(self, function, payload, detached):
+        """Send a CALL and block for its CALL_RESULT: (meta dict, result bytes)."""
+        self.calls += 1
+        call_id = self.calls
+        meta = json.dumps({"function": function, "async": detached}).encode()
+        body = _U32.pack(len(meta)) + meta + payload
+        if len(body) > self.max_body:
+            raise InvokeError("TooLarge", f"call of {len(body)} bytes is over the ring's {self.max_body}-byte limit")
+        self.push(CALL, call_id, body)
+        while True:
+            record = self.pop()
+            if record is None:
+                self.wait()
+                continue
+            kind, ident, body = record
+            if kind != CALL_RESULT or ident != call_id:
+                raise RingError(f"message type {kind} for call {ident} while waiting for call {call_id}")
+            (meta_len,) = _U32.unpack_from(body, 0)
+            return json.loads(body[4 : 4 + meta_len]), body[4 + meta_len :]
 
     # -- request ring (we consume) -----------------------------------------
 
@@ -155,15 +176,34 @@ def exception_body(exc, skip_frames=0, error_type=None):
     return error_body(error_type or type(exc).__name__, str(exc), stack)
 
 
+class InvokeError(Exception):
+    """A nested call (`context.invoke`) failed.
+
+    `kind` is the daemon's error kind (`NotFound`, `FunctionError`,
+    `Throttled`, `BadRequest`, ...), `error_type` the callee's own error
+    type for a `FunctionError` (e.g. `ValueError`), `invocation_id` the
+    callee's invocation id (0 if the call was refused before it got one).
+    """
+
+    def __init__(self, kind, message, error_type=None, invocation_id=0):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+        self.error_type = error_type
+        self.invocation_id = invocation_id
+
+
 class Context:
     """What a handler gets as its second argument, like AWS Lambda's.
 
     Function-wide fields are class attributes, set once at assignment; an
     invocation only fills the slots. `affinity_key` is the invocation's
-    affinity key, or None.
+    affinity key, or None; `trace_id` (32 hex digits) and `parent_id` (the
+    caller's request id, a client's traceparent span id, or None) place it
+    in its call tree, and `depth` is 0 for a client invocation.
     """
 
-    __slots__ = ("aws_request_id", "request_id", "affinity_key", "_deadline_ms")
+    __slots__ = ("aws_request_id", "request_id", "affinity_key", "trace_id", "parent_id", "depth", "_deadline_ms")
 
     function_name = ""
     function_version = ""
@@ -173,15 +213,43 @@ class Context:
     log_stream_name = ""
     identity = None
     client_context = None
+    _ring = None
 
-    def __init__(self, request_id, deadline_ms, affinity_key=None):
+    def __init__(self, request_id, deadline_ms, meta):
         self.aws_request_id = request_id
         self.request_id = request_id
-        self.affinity_key = affinity_key
+        self.affinity_key = meta.get("affinity_key")
+        self.trace_id = meta.get("trace_id")
+        self.parent_id = meta.get("parent_id")
+        self.depth = meta.get("depth") or 0
         self._deadline_ms = deadline_ms
 
     def get_remaining_time_in_millis(self):
         return max(0, int(self._deadline_ms - time.time() * 1000))
+
+    def invoke(self, name, event=None):
+        """Invoke function `name` with `event` and wait: its decoded result,
+        or InvokeError."""
+        meta, result = self._call(name, event, False)
+        return json.loads(result) if result else None
+
+    def invoke_async(self, name, event=None):
+        """Start function `name` with `event` and do not wait for it: the
+        callee's invocation id, or InvokeError if it was refused."""
+        meta, _ = self._call(name, event, True)
+        return meta.get("invocation_id", 0)
+
+    def _call(self, name, event, detached):
+        meta, result = Context._ring.call(str(name), json.dumps(event).encode(), detached)
+        if not meta.get("ok"):
+            error = meta.get("error") or {}
+            raise InvokeError(
+                error.get("kind", "Internal"),
+                error.get("message", ""),
+                error.get("error_type"),
+                meta.get("invocation_id", 0),
+            )
+        return meta, result
 
 
 class InitError(Exception):
@@ -265,7 +333,7 @@ def serve(ring, handler, timeout_ms):
             push(ERROR, ident, error_body("Runtime.UnmarshalError", f"payload is not JSON: {exc}", []))
             continue
         try:
-            result = handler(event, Context(request_id, deadline_ms, meta.get("affinity_key")))
+            result = handler(event, Context(request_id, deadline_ms, meta))
         except Exception as exc:
             push(ERROR, ident, exception_body(exc, skip_frames=1))
             continue
@@ -296,6 +364,7 @@ def main():
         ring.push(INIT_ERROR, 0, err.body[: ring.max_body])
         return 1
     ring.push(INIT_OK, 0)
+    Context._ring = ring
     serve(ring, handler, int(assignment.get("timeout_ms") or 0))
     return 0
 

@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// --pool-max N); 0 disables the pool.
     #[arg(long, value_name = "N", conflicts_with_all = ["pool_min", "pool_max"])]
     pub pool_size: Option<usize>,
+    /// Deepest chain of nested calls between functions (a client
+    /// invocation is depth 0); a call past it fails with BadRequest.
+    #[arg(long, value_name = "N", default_value_t = DaemonConfig::DEFAULT_MAX_CALL_DEPTH)]
+    pub max_call_depth: u32,
 }
 
 /// Where the daemon listens; every client command takes it.

@@ -20,6 +20,7 @@ pub fn serve(args: ServeArgs) -> Rendered {
         max_payload: args.max_payload,
         pool_min: args.pool_size.unwrap_or(args.pool_min),
         pool_max: args.pool_size.unwrap_or(args.pool_max),
+        max_call_depth: args.max_call_depth,
     };
     match crate::daemon::run(config) {
         Ok(()) => Rendered::default(),

@@ -20,6 +20,9 @@ pub struct DaemonConfig {
     /// Most idle pre-forked sandboxes kept per shape, however fast cold
     /// starts come.
     pub pool_max: usize,
+    /// Deepest chain of nested calls: a client invocation is depth 0, a
+    /// call from it depth 1, and a call past this depth fails.
+    pub max_call_depth: u32,
 }
 
 impl DaemonConfig {
@@ -28,4 +31,5 @@ impl DaemonConfig {
     pub const DEFAULT_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
     pub const DEFAULT_POOL_MIN: usize = 1;
     pub const DEFAULT_POOL_MAX: usize = 8;
+    pub const DEFAULT_MAX_CALL_DEPTH: u32 = 16;
 }

@@ -10,11 +10,11 @@ use crate::protocol::{
 };
 use crate::reactor::{Completion, Op};
 use crate::scheduler::{Dispatch, InvocationId, Refused, SandboxId};
+use crate::trace::TraceContext;
 
-/// One accepted invocation until its answer is queued for the client.
+/// One accepted invocation until its answer is queued for whoever waits.
 pub(super) struct Invocation {
-    conn: u64,
-    request_id: u64,
+    origin: Origin,
     key: FunctionKey,
     /// Handed to the sandbox at dispatch.
     payload: Vec<u8>,
@@ -24,6 +24,27 @@ pub(super) struct Invocation {
     pub(super) sandbox: Option<SandboxId>,
     cold: bool,
     affinity_hit: bool,
+    pub(super) trace: TraceContext,
+    /// When the run deadline kills the sandbox (set at dispatch).
+    pub(super) deadline: Option<Instant>,
+    /// The synchronous call this invocation's handler waits on (its id in
+    /// the runtime's numbering), if any.
+    pub(super) calling: Option<u64>,
+}
+
+/// Who waits for an invocation's answer.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Origin {
+    /// A client request on a connection.
+    Client { conn: u64, request_id: u64 },
+    /// A synchronous nested call: the answer goes into the caller's ring.
+    Call {
+        sandbox: SandboxId,
+        caller: InvocationId,
+        call_id: u64,
+    },
+    /// A fire-and-forget nested call: nobody waits.
+    Detached,
 }
 
 impl Daemon {
@@ -119,52 +140,79 @@ impl Daemon {
     }
 
     pub(super) fn start_invocation(&mut self, conn: u64, request_id: u64, request: InvokeRequest) {
-        // Refused before reaching a sandbox: an Error frame (docs/protocol.md).
-        let reject = |daemon: &mut Daemon, kind, message: String| {
-            daemon.respond(
-                conn,
-                request_id,
-                &Response::Error(ErrorBody::new(kind, message)),
-            );
-        };
-        if request.payload.len() > self.config.max_payload {
+        let trace = TraceContext::root(&mut self.trace_ids, None);
+        let admitted = self.admit(
+            Origin::Client { conn, request_id },
+            &request.function,
+            request.payload,
+            request.affinity,
+            trace,
+            None,
+        );
+        if let Err(error) = admitted {
+            // Refused before reaching a sandbox: an Error frame
+            // (docs/protocol.md).
+            self.respond(conn, request_id, &Response::Error(error));
+        }
+    }
+
+    /// Queue an invocation of `function`, or say why it was refused. It
+    /// waits for a sandbox until its own timeout plus an allowance, or
+    /// until `wait_until` if that comes first (a nested call waits no
+    /// longer than its caller may run).
+    pub(super) fn admit(
+        &mut self,
+        origin: Origin,
+        function: &str,
+        payload: Vec<u8>,
+        affinity: Option<String>,
+        trace: TraceContext,
+        wait_until: Option<Instant>,
+    ) -> Result<InvocationId, ErrorBody> {
+        if payload.len() > self.config.max_payload {
             let message = format!(
                 "payload of {} bytes is over the {} byte limit",
-                request.payload.len(),
+                payload.len(),
                 self.config.max_payload
             );
-            return reject(self, ErrorKind::TooLarge, message);
+            return Err(ErrorBody::new(ErrorKind::TooLarge, message));
         }
-        let Some(key) = self.current_key(&request.function) else {
-            let message = format!("no function named {}", request.function);
-            return reject(self, ErrorKind::NotFound, message);
+        let Some(key) = self.current_key(function) else {
+            let message = format!("no function named {function}");
+            return Err(ErrorBody::new(ErrorKind::NotFound, message));
         };
         let id = self.next_invocation;
         self.next_invocation += 1;
         let state = self.functions.get_mut(&key).expect("current key is served");
-        if let Err(refused) = state.queue.enqueue(id, request.affinity.as_deref()) {
+        if let Err(refused) = state.queue.enqueue(id, affinity.as_deref()) {
             if let Some(counters) = self.counters.get_mut(&key.0) {
                 counters.refused(refused);
             }
-            return reject(self, refused_kind(refused), refused.to_string());
+            return Err(ErrorBody::new(refused_kind(refused), refused.to_string()));
         }
-        let wait = Duration::from_secs(state.function.timeout_secs.into()) + QUEUE_ALLOWANCE;
+        let now = Instant::now();
+        let mut wait = Duration::from_secs(state.function.timeout_secs.into()) + QUEUE_ALLOWANCE;
+        if let Some(limit) = wait_until {
+            wait = wait.min(limit.saturating_duration_since(now));
+        }
         if let Some(counters) = self.counters.get_mut(&key.0) {
             counters.invocations += 1;
         }
         self.invocations.insert(
             id,
             Invocation {
-                conn,
-                request_id,
+                origin,
                 key: key.clone(),
-                payload: request.payload,
-                affinity: request.affinity,
-                accepted: Instant::now(),
+                payload,
+                affinity,
+                accepted: now,
                 dispatched: None,
                 sandbox: None,
                 cold: false,
                 affinity_hit: false,
+                trace,
+                deadline: None,
+                calling: None,
             },
         );
         self.reactor.submit(
@@ -172,6 +220,7 @@ impl Daemon {
             Op::Timeout { after: wait },
         );
         self.pump(&key);
+        Ok(id)
     }
 
     /// Pair queued invocations with idle sandboxes, then start as many
@@ -221,16 +270,18 @@ impl Daemon {
         let deadline_ms = (SystemTime::now() + timeout)
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
+        let trace = invocation.trace.meta_fields();
         let meta = match &invocation.affinity {
-            None => format!(r#"{{"id":{id},"deadline_ms":{deadline_ms}}}"#),
+            None => format!(r#"{{"id":{id},"deadline_ms":{deadline_ms}{trace}}}"#),
             Some(key) => format!(
-                r#"{{"id":{id},"deadline_ms":{deadline_ms},"affinity_key":{}}}"#,
+                r#"{{"id":{id},"deadline_ms":{deadline_ms}{trace},"affinity_key":{}}}"#,
                 serde_json::Value::from(key.as_str())
             ),
         };
         let payload = std::mem::take(&mut invocation.payload);
         let now = Instant::now();
         invocation.dispatched = Some(now);
+        invocation.deadline = Some(now + timeout);
         invocation.sandbox = Some(sandbox);
         invocation.cold = slot.is_cold_for(invocation.accepted);
         invocation.affinity_hit = affinity_hit;
@@ -315,6 +366,18 @@ impl Daemon {
         if let Some(counters) = self.counters.get_mut(&invocation.key.0) {
             counters.finished(&invocation, now, error.as_ref().map(|e| e.kind));
         }
+        let (conn, request_id) = match invocation.origin {
+            Origin::Client { conn, request_id } => (conn, request_id),
+            Origin::Call {
+                sandbox,
+                caller,
+                call_id,
+            } => {
+                let outcome = error.map_or(Ok(result), Err);
+                return self.answer_call(sandbox, caller, call_id, id, outcome);
+            }
+            Origin::Detached => return,
+        };
         let response = Response::Invoked(InvokeResponse {
             invocation_id: id,
             result,
@@ -327,7 +390,7 @@ impl Daemon {
             total_us: micros(now.duration_since(invocation.accepted)),
             affinity_hit: invocation.affinity_hit,
         });
-        self.respond(invocation.conn, invocation.request_id, &response);
+        self.respond(conn, request_id, &response);
     }
 
     pub(super) fn on_queue_deadline(&mut self, id: InvocationId, completion: Completion) {
@@ -339,12 +402,25 @@ impl Daemon {
             .get(&id)
             .is_some_and(|i| i.dispatched.is_none());
         if queued {
-            let waited = self.invocations[&id].accepted.elapsed();
-            self.fail(
-                id,
-                ErrorKind::Timeout,
-                format!("no sandbox became free within {} ms", waited.as_millis()),
-            );
+            let invocation = &self.invocations[&id];
+            let waited = invocation.accepted.elapsed().as_millis();
+            let (kind, message) = match invocation.origin {
+                // The caller's deadline came first: its callee's sandboxes
+                // may all be held by callers waiting like it (a deadlock).
+                Origin::Call { .. } => (
+                    ErrorKind::Throttled,
+                    format!(
+                        "no sandbox of {} became free within {waited} ms, before the caller's \
+                         deadline (its concurrency may be held by its own callers)",
+                        invocation.key.0
+                    ),
+                ),
+                _ => (
+                    ErrorKind::Timeout,
+                    format!("no sandbox became free within {waited} ms"),
+                ),
+            };
+            self.fail(id, kind, message);
         }
     }
 

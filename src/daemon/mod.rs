@@ -9,6 +9,7 @@
 
 #![deny(unsafe_code)]
 
+mod calls;
 mod config;
 mod conn;
 mod invoke;
@@ -86,6 +87,7 @@ pub(crate) struct Daemon {
     /// so creating sandboxes never delays an answer.
     refill_wanted: bool,
     stopping: bool,
+    trace_ids: crate::trace::TraceIds,
 }
 
 impl Daemon {

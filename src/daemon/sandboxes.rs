@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::calls::Call;
 use super::tokens::Event;
 use super::{log_limit, Daemon};
 use crate::pool::{FunctionKey, KillReason, Phase, Shape};
@@ -230,6 +231,23 @@ impl Daemon {
                 self.fail_with(inv, function_error(&body, "handler failed"));
                 self.sandbox_idle(id);
             }
+            (
+                Phase::Busy(current),
+                RuntimeMessage::Call {
+                    id: call_id,
+                    function,
+                    detached,
+                    payload,
+                },
+            ) => {
+                let call = Call {
+                    id: call_id,
+                    function,
+                    detached,
+                    payload,
+                };
+                self.on_call(id, current, call);
+            }
             (phase, message) => {
                 let reason = format!("unexpected {} while {phase:?}", message_name(&message));
                 self.ring_violation(id, &reason);
@@ -259,7 +277,7 @@ impl Daemon {
         }
     }
 
-    fn ring_violation(&mut self, id: SandboxId, reason: &str) {
+    pub(super) fn ring_violation(&mut self, id: SandboxId, reason: &str) {
         if let Some(suppressed) = log_limit::admit() {
             tracing::warn!(
                 sandbox = id,
@@ -395,5 +413,6 @@ fn message_name(message: &RuntimeMessage) -> &'static str {
         RuntimeMessage::InitError { .. } => "INIT_ERROR",
         RuntimeMessage::Result { .. } => "RESULT",
         RuntimeMessage::Error { .. } => "ERROR",
+        RuntimeMessage::Call { .. } => "CALL",
     }
 }

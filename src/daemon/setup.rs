@@ -85,6 +85,7 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
         refill_after: Instant::now(),
         refill_wanted: true,
         stopping: false,
+        trace_ids: Default::default(),
     };
     let deployed: Vec<Function> = daemon.registry.list().cloned().collect();
     for function in deployed {

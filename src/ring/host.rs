@@ -29,9 +29,36 @@ pub struct RuntimeEnd {
 pub enum RuntimeMessage {
     Ready,
     InitOk,
-    InitError { body: Vec<u8> },
-    Result { id: u64, body: Vec<u8> },
-    Error { id: u64, body: Vec<u8> },
+    InitError {
+        body: Vec<u8>,
+    },
+    Result {
+        id: u64,
+        body: Vec<u8>,
+    },
+    Error {
+        id: u64,
+        body: Vec<u8>,
+    },
+    /// The running handler invokes `function` (`detached`: fire and
+    /// forget); `id` is the runtime's call number, echoed in CALL_RESULT.
+    Call {
+        id: u64,
+        function: String,
+        detached: bool,
+        payload: Vec<u8>,
+    },
+}
+
+/// The longest function name a CALL may carry.
+pub const MAX_CALL_NAME: usize = 256;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallMeta {
+    function: String,
+    #[serde(default, rename = "async")]
+    detached: bool,
 }
 
 /// The daemon's end of one ring.
@@ -122,6 +149,27 @@ impl HostRing {
         ring_bell(self.request_bell.as_fd(), "request")
     }
 
+    /// Push a CALL_RESULT (`[u32 meta_len][meta][result]`) for the
+    /// runtime's call `call_id` and ring the request bell.
+    pub fn send_call_result(
+        &mut self,
+        call_id: u64,
+        meta: &[u8],
+        result: &[u8],
+    ) -> Result<(), RingError> {
+        let meta_len = u32::try_from(meta.len()).map_err(|_| RingError::TooLarge {
+            len: meta.len(),
+            limit: self.requests.region().max_body(),
+        })?;
+        self.requests.push(
+            &self.map,
+            kind::CALL_RESULT,
+            call_id,
+            &[&meta_len.to_le_bytes(), meta, result],
+        )?;
+        ring_bell(self.request_bell.as_fd(), "request")
+    }
+
     /// Pop one message from the response ring, if any. Any inconsistency
     /// (indices, lengths, unknown type) is a `Violation`: kill the sandbox.
     pub fn recv(&mut self) -> Result<Option<RuntimeMessage>, RingError> {
@@ -141,6 +189,7 @@ impl HostRing {
                 id: record.id,
                 body: record.body,
             },
+            kind::CALL => parse_call(record.id, record.body)?,
             other => {
                 return Err(RingError::Violation {
                     reason: format!("unknown message type {other} on the response ring"),
@@ -175,4 +224,26 @@ impl HostRing {
 /// runtimes ignore keys they do not know.
 pub fn invoke_meta(id: u64, deadline_ms: u64) -> Vec<u8> {
     format!(r#"{{"id":{id},"deadline_ms":{deadline_ms}}}"#).into_bytes()
+}
+
+/// Validate a CALL body: `[u32 meta_len][meta JSON][payload]`, the meta
+/// exactly `{"function": name, "async": bool}` with a name of 1 to
+/// [`MAX_CALL_NAME`] bytes.
+fn parse_call(id: u64, body: Vec<u8>) -> Result<RuntimeMessage, RingError> {
+    let bad = |reason: String| RingError::Violation { reason };
+    let (meta, payload) = super::runtime::split_meta(body, "CALL")?;
+    let meta: CallMeta = serde_json::from_slice(&meta)
+        .map_err(|e| bad(format!("CALL meta is not the expected JSON: {e}")))?;
+    if meta.function.is_empty() || meta.function.len() > MAX_CALL_NAME {
+        return Err(bad(format!(
+            "CALL names a function of {} bytes (1 to {MAX_CALL_NAME})",
+            meta.function.len()
+        )));
+    }
+    Ok(RuntimeMessage::Call {
+        id,
+        function: meta.function,
+        detached: meta.detached,
+        payload,
+    })
 }

@@ -38,9 +38,16 @@ pub mod kind {
     pub const RESULT: u16 = 4;
     /// Runtime → daemon: the invocation `id` failed; body is error JSON.
     pub const ERROR: u16 = 5;
+    /// Runtime → daemon: call number `id` (the runtime
+    /// picks it) invokes another function; body is
+    /// `[u32 meta_len][meta JSON {"function", "async"}][payload]`.
+    pub const CALL: u16 = 6;
     /// Daemon → runtime: run invocation `id`; body is
     /// `[u32 meta_len][meta JSON][payload]`.
     pub const INVOKE: u16 = 16;
+    /// Daemon → runtime: the outcome of CALL `id`; body is
+    /// `[u32 meta_len][meta JSON {"ok", "invocation_id", "error"}][result]`.
+    pub const CALL_RESULT: u16 = 17;
 }
 
 /// One 64-bit index alone on a 128-byte line (two cache lines, so the

@@ -23,6 +23,8 @@ mod runtime;
 mod spsc;
 
 #[cfg(test)]
+mod call_tests;
+#[cfg(test)]
 mod python_tests;
 #[cfg(test)]
 mod tests;
@@ -34,8 +36,11 @@ pub use assignment::{
     recv_assignment, send_assignment, Assignment, AssignmentError, MAX_ASSIGNMENT, RESERVED_ENV,
 };
 pub use error_body::{function_error_body, parse_function_error, INVALID_ERROR};
-pub use host::{invoke_meta, HostRing, RuntimeEnd, RuntimeMessage};
-pub use runtime::{Invoke, RuntimeRing, CONTROL_FD, REQUEST_BELL_FD, RESPONSE_BELL_FD, RING_FD};
+pub use host::{invoke_meta, HostRing, RuntimeEnd, RuntimeMessage, MAX_CALL_NAME};
+pub use runtime::{
+    CallError, CallReply, Invoke, RuntimeRing, CONTROL_FD, REQUEST_BELL_FD, RESPONSE_BELL_FD,
+    RING_FD,
+};
 
 /// Errors of ring creation and use. `Violation` means the peer broke the
 /// ring protocol; every other variant is an operation of this side failing.

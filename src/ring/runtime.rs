@@ -47,6 +47,8 @@ pub struct RuntimeRing {
     responses: Producer,
     request_bell: OwnedFd,
     response_bell: OwnedFd,
+    /// CALLs sent so far (the next call's id is one more).
+    calls: u64,
 }
 
 impl RuntimeRing {
@@ -106,6 +108,7 @@ impl RuntimeRing {
             responses: Producer::new(response, tail),
             request_bell,
             response_bell,
+            calls: 0,
         })
     }
 
@@ -132,6 +135,12 @@ impl RuntimeRing {
         ring_bell(self.response_bell.as_fd(), "response")
     }
 
+    /// Push any record (tests play a runtime that breaks the protocol).
+    #[cfg(test)]
+    pub(super) fn send_raw(&mut self, kind: u16, id: u64, body: &[u8]) -> Result<(), RingError> {
+        self.send(kind, id, body)
+    }
+
     pub fn send_ready(&mut self) -> Result<(), RingError> {
         self.send(kind::READY, 0, &[])
     }
@@ -156,10 +165,53 @@ impl RuntimeRing {
 
     /// Block until the daemon pushes an INVOKE and return it.
     pub fn next_invoke(&mut self) -> Result<Invoke, RingError> {
+        let (id, body) = self.next_record(kind::INVOKE)?;
+        parse_invoke(id, body)
+    }
+
+    /// Invoke another function through the daemon (`detached`: fire and
+    /// forget, answered once the call is accepted) and block until the
+    /// daemon answers with the CALL_RESULT for this call. Only one call is
+    /// outstanding at a time: the daemon refuses a second.
+    pub fn call(
+        &mut self,
+        function: &str,
+        detached: bool,
+        payload: &[u8],
+    ) -> Result<CallReply, RingError> {
+        self.calls += 1;
+        let call_id = self.calls;
+        let meta = serde_json::json!({ "function": function, "async": detached }).to_string();
+        let meta_len = u32::try_from(meta.len()).map_err(|_| RingError::TooLarge {
+            len: meta.len(),
+            limit: self.max_body(),
+        })?;
+        let mut body = Vec::with_capacity(4 + meta.len() + payload.len());
+        body.extend_from_slice(&meta_len.to_le_bytes());
+        body.extend_from_slice(meta.as_bytes());
+        body.extend_from_slice(payload);
+        if body.len() > self.max_body() {
+            return Err(RingError::TooLarge {
+                len: body.len(),
+                limit: self.max_body(),
+            });
+        }
+        self.send(kind::CALL, call_id, &body)?;
+        let (id, body) = self.next_record(kind::CALL_RESULT)?;
+        if id != call_id {
+            return Err(RingError::Violation {
+                reason: format!("CALL_RESULT for call {id} while waiting for call {call_id}"),
+            });
+        }
+        parse_call_result(body)
+    }
+
+    /// Block until the daemon pushes a record; it must be of type `want`.
+    fn next_record(&mut self, want: u16) -> Result<(u64, Vec<u8>), RingError> {
         let limit = self.requests.region().max_body();
         loop {
             if let Some(record) = self.requests.pop(&self.map, limit)? {
-                if record.kind != kind::INVOKE {
+                if record.kind != want {
                     return Err(RingError::Violation {
                         reason: format!(
                             "unexpected message type {} on the request ring",
@@ -167,7 +219,7 @@ impl RuntimeRing {
                         ),
                     });
                 }
-                return parse_invoke(record.id, record.body);
+                return Ok((record.id, record.body));
             }
             // Empty: sleep on the bell. A push after the check above rang
             // it, so this read returns; a push before it left the counter
@@ -189,33 +241,92 @@ impl RuntimeRing {
     }
 }
 
-fn parse_invoke(id: u64, body: Vec<u8>) -> Result<Invoke, RingError> {
+/// The daemon's answer to a CALL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallReply {
+    /// The invocation the call became (0 if it was refused before one was
+    /// made).
+    pub invocation_id: u64,
+    /// The callee's result bytes (empty for a detached call), or why the
+    /// call failed.
+    pub outcome: Result<Vec<u8>, CallError>,
+}
+
+/// Why a nested call failed, as the daemon reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CallError {
+    /// The [`crate::protocol::ErrorKind`] name, e.g. `"NotFound"`.
+    pub kind: String,
+    pub message: String,
+    /// The callee's own error type (e.g. `"ValueError"`) for a
+    /// `FunctionError`.
+    #[serde(default)]
+    pub error_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CallResultMeta {
+    ok: bool,
+    #[serde(default)]
+    invocation_id: u64,
+    #[serde(default)]
+    error: Option<CallError>,
+}
+
+fn parse_call_result(body: Vec<u8>) -> Result<CallReply, RingError> {
+    let (meta, result) = split_meta(body, "CALL_RESULT")?;
+    let meta: CallResultMeta = serde_json::from_slice(&meta).map_err(|e| RingError::Violation {
+        reason: format!("CALL_RESULT meta is not the expected JSON: {e}"),
+    })?;
+    let outcome = match (meta.ok, meta.error) {
+        (true, _) => Ok(result),
+        (false, Some(error)) => Err(error),
+        (false, None) => {
+            return Err(RingError::Violation {
+                reason: "CALL_RESULT reports a failure without an error".into(),
+            })
+        }
+    };
+    Ok(CallReply {
+        invocation_id: meta.invocation_id,
+        outcome,
+    })
+}
+
+/// Split `[u32 meta_len][meta][rest]` into meta and rest.
+pub(super) fn split_meta(mut body: Vec<u8>, what: &str) -> Result<(Vec<u8>, Vec<u8>), RingError> {
     let bad = |reason: String| RingError::Violation { reason };
     let meta_len = body
         .get(..4)
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
         .ok_or_else(|| {
             bad(format!(
-                "invoke body of {} bytes has no meta length",
+                "{what} body of {} bytes has no meta length",
                 body.len()
             ))
         })?;
     if meta_len > body.len() - 4 {
         return Err(bad(format!(
-            "invoke meta length {meta_len} runs past its {}-byte body",
+            "{what} meta length {meta_len} runs past its {}-byte body",
             body.len()
         )));
     }
     let meta = body[4..4 + meta_len].to_vec();
+    body.drain(..4 + meta_len);
+    Ok((meta, body))
+}
+
+fn parse_invoke(id: u64, body: Vec<u8>) -> Result<Invoke, RingError> {
+    let (meta, payload) = split_meta(body, "invoke")?;
     let deadline_ms = if meta.is_empty() {
         None
     } else {
         serde_json::from_slice::<Meta>(&meta)
-            .map_err(|e| bad(format!("invoke meta is not the expected JSON: {e}")))?
+            .map_err(|e| RingError::Violation {
+                reason: format!("invoke meta is not the expected JSON: {e}"),
+            })?
             .deadline_ms
     };
-    let mut payload = body;
-    payload.drain(..4 + meta_len);
     Ok(Invoke {
         id,
         deadline_ms,

@@ -230,7 +230,7 @@ fn record_length_over_the_limit_is_a_violation() {
 
 #[test]
 fn unknown_message_type_is_a_violation() {
-    for bad_kind in [0u16, 6, kind::INVOKE, u16::MAX] {
+    for bad_kind in [0u16, 7, kind::INVOKE, u16::MAX] {
         let (mut host, bad) = Hostile::new(100);
         bad.write_record(
             0,
