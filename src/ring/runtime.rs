@@ -264,6 +264,18 @@ pub struct CallError {
     pub error_type: Option<String>,
 }
 
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ", self.kind)?;
+        if let Some(t) = &self.error_type {
+            write!(f, "{t}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CallError {}
+
 #[derive(Deserialize)]
 struct CallResultMeta {
     ok: bool,

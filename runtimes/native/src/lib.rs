@@ -22,12 +22,15 @@
 mod context;
 mod error;
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
 
 pub use context::{Context, FunctionInfo};
 pub use error::HandlerError;
 pub use sprout;
+pub use sprout::ring::CallError;
 use sprout::ring::{RingError, RuntimeRing};
 
 /// Serve a JSON handler: the payload is parsed as JSON (an empty payload is
@@ -76,19 +79,26 @@ where
 /// The runtime loop on an already opened ring: INIT_OK, then invocations
 /// until the ring fails. [`run_bytes`] is this on the inherited fds.
 pub fn serve<F>(
-    mut ring: RuntimeRing,
+    ring: RuntimeRing,
     function: FunctionInfo,
     mut handler: F,
 ) -> Result<Infallible, RingError>
 where
     F: FnMut(&[u8], &Context) -> Result<Vec<u8>, HandlerError>,
 {
-    ring.send_init_ok()?;
+    // Shared with each Context for nested calls; borrowed here only
+    // between handler runs.
+    let shared = Rc::new(RefCell::new(ring));
+    shared.borrow_mut().send_init_ok()?;
     loop {
-        let invoke = ring.next_invoke()?;
-        let ctx = Context::for_invoke(&function, invoke.id, invoke.deadline_ms, &invoke.meta);
+        let invoke = shared.borrow_mut().next_invoke()?;
+        let ctx = Context::for_invoke(&function, invoke.id, invoke.deadline_ms, &invoke.meta)
+            .with_ring(Rc::clone(&shared));
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler(&invoke.payload, &ctx)))
             .unwrap_or_else(|panic| Err(HandlerError::new("Panic", panic_message(panic.as_ref()))));
+        drop(ctx);
+        let mut guard = shared.borrow_mut();
+        let ring = &mut *guard;
         match outcome {
             Ok(body) if body.len() <= ring.max_body() => ring.send_result(invoke.id, &body)?,
             Ok(body) => {

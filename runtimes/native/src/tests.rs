@@ -135,3 +135,76 @@ fn context_carries_the_affinity_key_from_the_invoke_meta() {
     };
     assert_eq!(body, b"None");
 }
+
+#[test]
+fn a_handler_calls_another_function_through_the_ring() {
+    let mut host = start(|payload, ctx| {
+        let out = match ctx.invoke(std::str::from_utf8(payload).unwrap(), b"{}") {
+            Ok(result) => result,
+            Err(err) => format!("{}|{}", err.kind, err.message).into_bytes(),
+        };
+        let id = ctx
+            .invoke_async("later", b"")
+            .map_err(|e| HandlerError::new("X", e.to_string()))?;
+        Ok([
+            out,
+            format!(" async={id} trace={:?}", ctx.trace_id).into_bytes(),
+        ]
+        .concat())
+    });
+    let meta = br#"{"id":1,"deadline_ms":0,"trace_id":"ab","parent_id":null,"depth":0}"#;
+    host.send_invoke(1, meta, b"callee").unwrap();
+    let RuntimeMessage::Call {
+        id: call,
+        function,
+        detached: false,
+        payload,
+    } = wait(&mut host)
+    else {
+        panic!("expected a synchronous CALL");
+    };
+    assert_eq!(
+        (function.as_str(), payload.as_slice()),
+        ("callee", &b"{}"[..])
+    );
+    host.send_call_result(call, br#"{"ok":true,"invocation_id":2}"#, b"[7]")
+        .unwrap();
+    let RuntimeMessage::Call {
+        id: call,
+        detached: true,
+        ..
+    } = wait(&mut host)
+    else {
+        panic!("expected a detached CALL");
+    };
+    host.send_call_result(call, br#"{"ok":true,"invocation_id":3}"#, b"")
+        .unwrap();
+    assert_eq!(
+        wait(&mut host),
+        RuntimeMessage::Result {
+            id: 1,
+            body: b"[7] async=3 trace=Some(\"ab\")".to_vec()
+        }
+    );
+
+    // A refused call is an error the handler sees, not a broken runtime.
+    host.send_invoke(2, &invoke_meta(2, 0), b"nobody").unwrap();
+    let RuntimeMessage::Call { id: call, .. } = wait(&mut host) else {
+        panic!("expected a CALL");
+    };
+    let refused =
+        br#"{"ok":false,"error":{"kind":"NotFound","message":"no function named nobody"}}"#;
+    host.send_call_result(call, refused, b"").unwrap();
+    let RuntimeMessage::Call { id: call, .. } = wait(&mut host) else {
+        panic!("expected a CALL");
+    };
+    host.send_call_result(call, br#"{"ok":true,"invocation_id":5}"#, b"")
+        .unwrap();
+    let RuntimeMessage::Result { id: 2, body } = wait(&mut host) else {
+        panic!("expected a result");
+    };
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "NotFound|no function named nobody async=5 trace=None"
+    );
+}
