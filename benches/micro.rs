@@ -52,6 +52,7 @@ fn frames(c: &mut Criterion) {
             function: "hello".into(),
             payload: vec![b'x'; size],
             affinity: None,
+            traceparent: None,
         });
         let mut out = Vec::new();
         let mut decoder = FrameDecoder::new(max_body_for(MAX_PAYLOAD));

@@ -68,6 +68,7 @@ fn result(daemon: &Daemon, resp: &InvokeResponse) -> Value {
 fn keyed(client: &Client, name: &str, key: &str, event: &str) -> InvokeResponse {
     let options = InvokeOptions {
         affinity: Some(key.to_owned()),
+        ..Default::default()
     };
     client
         .invoke_with(name, event.as_bytes(), &options)

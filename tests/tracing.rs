@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use sprout::client::Client;
+use sprout::client::{Client, InvokeOptions};
 use sprout::protocol::{DeploySpec, ErrorKind};
 
 fn calls_spec(name: &str, handler: &str) -> DeploySpec {
@@ -161,8 +161,36 @@ fn nested_call_on_exhausted_concurrency_is_throttled(backend: &str) {
     );
 }
 
+fn client_traceparent_is_joined(backend: &str) {
+    let daemon = Daemon::start(backend);
+    let client = daemon.client();
+    deploy(&client, "ja", "app.chain");
+    deploy(&client, "jb", "app.chain");
+    let options = InvokeOptions {
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        ..Default::default()
+    };
+    let payload = json!({"next": ["jb"]}).to_string();
+    let response = client
+        .invoke_with("ja", payload.as_bytes(), &options)
+        .expect("invoke");
+    let a = json(&response.result);
+    assert_eq!(a["trace_id"], json!("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert_eq!(a["parent_id"], json!("00f067aa0ba902b7"));
+    assert_eq!(a["child"]["trace_id"], a["trace_id"]);
+    assert_eq!(a["child"]["parent_id"], a["request_id"]);
+    // A malformed traceparent is refused before anything runs.
+    let bad = InvokeOptions {
+        traceparent: Some("00-nonsense".into()),
+        ..Default::default()
+    };
+    let refused = client.invoke_with("ja", b"{}", &bad);
+    assert_eq!(error_kind(refused), Some(ErrorKind::BadRequest));
+}
+
 on_both_backends!(
     three_level_tree,
+    client_traceparent_is_joined,
     depth_limit_stops_recursion,
     unknown_callee_is_not_found,
     fire_and_forget_completes,

@@ -132,6 +132,10 @@ pub struct InvokeArgs {
     /// its context's affinity key).
     #[arg(long, value_name = "KEY")]
     pub affinity: Option<String>,
+    /// Join the caller's trace: a W3C traceparent
+    /// (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>).
+    #[arg(long, value_name = "TRACEPARENT")]
+    pub traceparent: Option<String>,
     /// Refuse payloads over this many bytes before sending (match the
     /// daemon's --max-payload).
     #[arg(long, value_name = "BYTES", env = "SPROUT_MAX_PAYLOAD", default_value = "6M", value_parser = parse_size)]

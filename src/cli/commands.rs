@@ -93,6 +93,7 @@ pub fn invoke(args: InvokeArgs) -> Rendered {
     let socket = &args.socket.socket;
     let options = InvokeOptions {
         affinity: args.affinity,
+        traceparent: args.traceparent,
     };
     let outcome = Client::connect_with_max_payload(socket, args.max_payload)
         .and_then(|c| c.invoke_with(&args.name, &payload, &options));

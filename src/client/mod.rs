@@ -35,6 +35,8 @@ pub struct InvokeOptions {
     /// Send it to the sandbox that last served this key (see the daemon's
     /// affinity routing); it also reaches the handler.
     pub affinity: Option<String>,
+    /// A W3C `traceparent`: the invocation's call tree joins that trace.
+    pub traceparent: Option<String>,
 }
 
 /// A connection to the daemon.
@@ -105,6 +107,7 @@ impl Client {
             function: function.to_owned(),
             payload: payload.to_vec(),
             affinity: options.affinity.clone(),
+            traceparent: options.traceparent.clone(),
         });
         match self.conn.call(&req)? {
             Response::Invoked(resp) => Ok(resp),

@@ -140,7 +140,12 @@ impl Daemon {
     }
 
     pub(super) fn start_invocation(&mut self, conn: u64, request_id: u64, request: InvokeRequest) {
-        let trace = TraceContext::root(&mut self.trace_ids, None);
+        // The codec validated it already.
+        let parent = request
+            .traceparent
+            .as_deref()
+            .and_then(|p| crate::trace::parse_traceparent(p).ok());
+        let trace = TraceContext::root(&mut self.trace_ids, parent);
         let admitted = self.admit(
             Origin::Client { conn, request_id },
             &request.function,

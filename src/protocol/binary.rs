@@ -16,16 +16,26 @@ pub(super) fn invoke_len(inv: &InvokeRequest) -> usize {
     4 + inv.function.len()
         + 4
         + inv.payload.len()
-        + inv.affinity.as_ref().map_or(0, |k| 5 + k.len())
+        + match (&inv.affinity, &inv.traceparent) {
+            (None, None) => 0,
+            (key, parent) => {
+                1 + key.as_ref().map_or(0, |k| 4 + k.len())
+                    + parent.as_ref().map_or(0, |p| 5 + p.len())
+            }
+        }
 }
 
 /// `function: bytes, payload: bytes`, then `affinity: opt` only when the
-/// invocation has a key (a body without it is the version-1 layout).
+/// invocation has a key or a traceparent (a body without it is the
+/// version-1 layout), then `traceparent: opt` only when it has one.
 pub(super) fn encode_invoke(inv: &InvokeRequest, out: &mut Vec<u8>) {
     put_bytes(out, inv.function.as_bytes());
     put_bytes(out, &inv.payload);
-    if let Some(key) = &inv.affinity {
-        put_opt(out, Some(key));
+    if inv.affinity.is_some() || inv.traceparent.is_some() {
+        put_opt(out, inv.affinity.as_deref());
+    }
+    if let Some(parent) = &inv.traceparent {
+        put_opt(out, Some(parent));
     }
 }
 
@@ -34,9 +44,15 @@ pub(super) fn decode_invoke(body: &[u8]) -> Result<InvokeRequest, DecodeError> {
     let mut r = Reader::new(body);
     let function = r.string("function name")?;
     let payload = r.bytes("payload")?.to_vec();
-    // Present (1) or left out: a 0 here is as redundant as trailing bytes.
+    // Present (1) or left out; absent (0) only before a traceparent: a 0
+    // at the end is as redundant as trailing bytes.
     let affinity = match r.peek() {
         Some(1) => r.opt_string("affinity key")?,
+        Some(0) if r.rest.len() > 1 => r.opt_string("affinity key")?,
+        _ => None,
+    };
+    let traceparent = match r.peek() {
+        Some(1) => r.opt_string("traceparent")?,
         _ => None,
     };
     r.end()?;
@@ -44,6 +60,7 @@ pub(super) fn decode_invoke(body: &[u8]) -> Result<InvokeRequest, DecodeError> {
         function,
         payload,
         affinity,
+        traceparent,
     })
 }
 

@@ -49,6 +49,8 @@ pub enum DecodeError {
     RelativeCodePath { path: std::path::PathBuf },
     #[error("affinity key of {len} bytes is not 1 to {max} bytes", max = super::MAX_AFFINITY_KEY)]
     AffinityKey { len: usize },
+    #[error("{reason}")]
+    Traceparent { reason: String },
 }
 
 impl DecodeError {
@@ -115,6 +117,10 @@ pub fn decode_request(frame: &Frame) -> Result<Request, DecodeError> {
                 if key.is_empty() || key.len() > super::MAX_AFFINITY_KEY {
                     return Err(DecodeError::AffinityKey { len: key.len() });
                 }
+            }
+            if let Some(parent) = &inv.traceparent {
+                crate::trace::parse_traceparent(parent)
+                    .map_err(|reason| DecodeError::Traceparent { reason })?;
             }
             Request::Invoke(inv)
         }

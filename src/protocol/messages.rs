@@ -157,6 +157,9 @@ pub struct InvokeRequest {
     /// Route to the sandbox that last served this key (1 to
     /// [`super::MAX_AFFINITY_KEY`] bytes).
     pub affinity: Option<String>,
+    /// A W3C `traceparent` (`00-<trace id>-<span id>-<flags>`): the call
+    /// tree joins that trace, under that span.
+    pub traceparent: Option<String>,
 }
 
 /// Prepare `count` sandboxes of `name` ahead of the invocations, kept

@@ -81,16 +81,19 @@ fn requests() -> Vec<Request> {
             function: "hello".into(),
             payload: b"{\"name\":\"x\"}".to_vec(),
             affinity: None,
+            traceparent: None,
         }),
         Request::Invoke(InvokeRequest {
             function: "f".into(),
             payload: (0..=255).collect(),
             affinity: Some("tenant-7".into()),
+            traceparent: None,
         }),
         Request::Invoke(InvokeRequest {
             function: "empty".into(),
             payload: vec![],
             affinity: None,
+            traceparent: None,
         }),
         Request::List,
         Request::Remove {
@@ -355,6 +358,7 @@ fn bad_fields_are_refused() {
             function: "f".into(),
             payload: vec![],
             affinity: Some("k".repeat(len)),
+            traceparent: None,
         });
         encode_request(1, &req, &mut out);
         assert!(matches!(
@@ -401,6 +405,7 @@ fn random_invocations_round_trip_through_random_splits() {
                 function: format!("f{id}"),
                 payload,
                 affinity: (id % 2 == 1).then(|| format!("key{id}")),
+                traceparent: None,
             });
             encode_request(id, &req, &mut stream);
             want.push(req);
@@ -418,4 +423,32 @@ fn random_invocations_round_trip_through_random_splits() {
         }
         assert_eq!(got, want);
     }
+}
+
+#[test]
+fn a_traceparent_rides_on_an_invoke_with_or_without_a_key() {
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for affinity in [None, Some("tenant".to_string())] {
+        let req = Request::Invoke(InvokeRequest {
+            function: "f".into(),
+            payload: b"{}".to_vec(),
+            affinity,
+            traceparent: Some(parent.into()),
+        });
+        let mut out = Vec::new();
+        encode_request(1, &req, &mut out);
+        assert_eq!(decode_request(&one_frame(&out)).unwrap(), req);
+    }
+    let bad = Request::Invoke(InvokeRequest {
+        function: "f".into(),
+        payload: vec![],
+        affinity: None,
+        traceparent: Some("00-zz".into()),
+    });
+    let mut out = Vec::new();
+    encode_request(1, &bad, &mut out);
+    assert!(matches!(
+        decode_request(&one_frame(&out)),
+        Err(DecodeError::Traceparent { .. })
+    ));
 }
