@@ -65,6 +65,94 @@ fn three_level_tree(backend: &str) {
         (&a["depth"], &b["depth"], &c["depth"]),
         (&json!(0), &json!(1), &json!(2))
     );
+    // The recorded tree, asked for by its leaf's id: the same links, every
+    // level a cold start the first time...
+    let leaf: u64 = c["request_id"].as_str().unwrap().parse().unwrap();
+    let report = client.trace(leaf).expect("trace");
+    assert_eq!(report.trace_id, trace);
+    let spans: Vec<_> = report
+        .spans
+        .iter()
+        .map(|s| (s.function.as_str(), s.depth, s.parent_id, s.cold, s.error))
+        .collect();
+    let id = |v: &Value| v["request_id"].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(
+        spans,
+        [
+            ("ta", 0, None, true, None),
+            ("tb", 1, Some(id(&a)), true, None),
+            ("tc", 2, Some(id(b)), true, None),
+        ]
+    );
+    // ...and warm the second time, shown by the CLI as an indented tree.
+    let again = client
+        .invoke("ta", json!({"next": ["tb", "tc"]}).to_string().as_bytes())
+        .expect("invoke");
+    let socket = daemon.socket.to_str().unwrap();
+    let out = daemon.cli(
+        &[
+            "trace",
+            &again.invocation_id.to_string(),
+            "--socket",
+            socket,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("(3 invocations)"), "{text}");
+    let root = format!("ta #{} v1  warm", again.invocation_id);
+    assert!(lines[1].starts_with(&root), "{text}");
+    assert!(
+        lines[2].starts_with("  tb #") && lines[2].contains("warm"),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("    tc #") && lines[3].contains("warm"),
+        "{text}"
+    );
+    // Chrome trace events: one per invocation plus its phases.
+    let file = daemon.dir.path().join("trace.json");
+    let id_arg = again.invocation_id.to_string();
+    let file_arg = file.to_str().unwrap();
+    let out = daemon.cli(
+        &["trace", &id_arg, "--chrome", file_arg, "--socket", socket],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = json(&std::fs::read(&file).unwrap());
+    let invocations = events["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["cat"] == "invocation")
+        .count();
+    assert_eq!(invocations, 3);
+
+    // The profile of the middle function: two runs, called by ta twice,
+    // calling tc twice.
+    let profile = client.profile("tb").expect("profile");
+    assert_eq!(
+        (profile.count, profile.errors, profile.cold_starts),
+        (2, 0, 1)
+    );
+    let edges = |e: &[sprout::protocol::CallEdge]| -> Vec<(String, u64)> {
+        e.iter().map(|c| (c.function.clone(), c.calls)).collect()
+    };
+    assert_eq!(edges(&profile.callers), [("ta".to_string(), 2)]);
+    assert_eq!(edges(&profile.callees), [("tc".to_string(), 2)]);
+    let share = profile.callees[0].wait_share;
+    assert!(share > 0.0 && share <= 1.0, "{share}");
+    assert!(client.profile("tc").expect("profile").callees.is_empty());
 }
 
 fn depth_limit_stops_recursion(backend: &str) {
@@ -119,20 +207,32 @@ fn fire_and_forget_completes(backend: &str) {
         json!({"target": "napper", "event": {"ms": 300}}),
     );
     let callee = out["callee"].as_u64().expect("the callee's invocation id");
-    assert!(callee > 0);
+    let caller: u64 = out["request_id"].as_str().unwrap().parse().unwrap();
+    // The caller answered first; the callee finishes on its own and joins
+    // the tree.
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = client.stats(Some("napper")).expect("stats");
-        let f = &stats.functions[0];
-        if f.invocations == 1 && f.sandboxes_busy == 0 && f.sandboxes_idle == 1 {
-            break;
+    let report = loop {
+        let report = client.trace(caller).expect("trace");
+        if report.spans.len() == 2 {
+            break report;
         }
         assert!(
             Instant::now() < deadline,
-            "the detached call never finished: {f:?}"
+            "the detached call never finished: {report:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    let span = &report.spans[1];
+    assert_eq!(
+        (
+            span.invocation_id,
+            span.function.as_str(),
+            span.parent_id,
+            span.depth
+        ),
+        (callee, "napper", Some(caller), 1)
+    );
+    assert!(span.detached && span.error.is_none(), "{span:?}");
 }
 
 fn nested_call_on_exhausted_concurrency_is_throttled(backend: &str) {

@@ -36,6 +36,11 @@ pub enum Command {
     Stats(StatsArgs),
     /// Prepare sandboxes of a function ahead of its invocations.
     Pretrigger(PretriggerArgs),
+    /// Print the call tree of the trace an invocation is in.
+    Trace(TraceArgs),
+    /// Profile a function over its recent invocations: phases, errors,
+    /// cold starts, callees and callers.
+    Profile(ProfileArgs),
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +74,10 @@ pub struct ServeArgs {
     /// invocation is depth 0); a call past it fails with BadRequest.
     #[arg(long, value_name = "N", default_value_t = DaemonConfig::DEFAULT_MAX_CALL_DEPTH)]
     pub max_call_depth: u32,
+    /// Spans of finished invocations kept in memory for `sprout trace`
+    /// and `sprout profile`; the oldest are dropped first (and counted).
+    #[arg(long, value_name = "N", default_value_t = DaemonConfig::DEFAULT_TRACE_CAPACITY)]
+    pub trace_capacity: usize,
 }
 
 /// Where the daemon listens; every client command takes it.
@@ -175,6 +184,30 @@ pub struct PretriggerArgs {
     /// 60].
     #[arg(long, value_name = "SECS")]
     pub ttl: Option<u32>,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Any invocation id of the trace.
+    pub id: u64,
+    /// Print the spans as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write Chrome trace-event JSON (Perfetto, chrome://tracing) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub chrome: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub socket: SocketArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    pub name: String,
+    /// Print the profile as one JSON object.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub socket: SocketArg,
 }

@@ -6,7 +6,10 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::args::{DeployArgs, InvokeArgs, ListArgs, PretriggerArgs, RmArgs, ServeArgs, StatsArgs};
+use super::args::{
+    DeployArgs, InvokeArgs, ListArgs, PretriggerArgs, ProfileArgs, RmArgs, ServeArgs, StatsArgs,
+    TraceArgs,
+};
 use super::output::{self, Rendered, EXIT_ERROR};
 use crate::client::{Client, InvokeOptions};
 use crate::daemon::DaemonConfig;
@@ -21,6 +24,7 @@ pub fn serve(args: ServeArgs) -> Rendered {
         pool_min: args.pool_size.unwrap_or(args.pool_min),
         pool_max: args.pool_size.unwrap_or(args.pool_max),
         max_call_depth: args.max_call_depth,
+        trace_capacity: args.trace_capacity,
     };
     match crate::daemon::run(config) {
         Ok(()) => Rendered::default(),
@@ -145,6 +149,50 @@ pub fn pretrigger(args: PretriggerArgs) -> Rendered {
     let socket = &args.socket.socket;
     match Client::connect(socket).and_then(|c| c.pretrigger(&args.name, args.count, args.ttl)) {
         Ok(accepted) => output::pretriggered(&accepted),
+        Err(err) => output::client_error(&context, &err, socket),
+    }
+}
+
+pub fn trace(args: TraceArgs) -> Rendered {
+    let context = format!("trace {}", args.id);
+    let socket = &args.socket.socket;
+    let report = match Client::connect(socket).and_then(|c| c.trace(args.id)) {
+        Ok(report) => report,
+        Err(err) => return output::client_error(&context, &err, socket),
+    };
+    if let Some(path) = &args.chrome {
+        let events = crate::trace::render::chrome(&report);
+        let bytes = serde_json::to_vec(&events).expect("trace events serialize");
+        if let Err(err) = std::fs::write(path, bytes) {
+            return Rendered::error(
+                &context,
+                format_args!("writing {}: {err}", path.display()),
+                EXIT_ERROR,
+            );
+        }
+    }
+    if args.json {
+        let value = serde_json::to_value(&report).expect("trace serializes");
+        return Rendered::ok(format!("{value}\n"));
+    }
+    if args.chrome.is_some() {
+        return Rendered::default();
+    }
+    Rendered::ok(crate::trace::render::tree(&report))
+}
+
+pub fn profile(args: ProfileArgs) -> Rendered {
+    let context = format!("profile {}", args.name);
+    if let Err(reason) = validate_function_name(&args.name) {
+        return Rendered::error(&context, reason, EXIT_ERROR);
+    }
+    let socket = &args.socket.socket;
+    match Client::connect(socket).and_then(|c| c.profile(&args.name)) {
+        Ok(report) if args.json => {
+            let value = serde_json::to_value(&report).expect("profile serializes");
+            Rendered::ok(format!("{value}\n"))
+        }
+        Ok(report) => Rendered::ok(crate::trace::render::profile(&report)),
         Err(err) => output::client_error(&context, &err, socket),
     }
 }

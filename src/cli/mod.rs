@@ -55,6 +55,8 @@ pub fn run(cli: Cli) -> i32 {
                 Command::Rm(args) => commands::rm(args),
                 Command::Stats(args) => commands::stats(args),
                 Command::Pretrigger(args) => commands::pretrigger(args),
+                Command::Trace(args) => commands::trace(args),
+                Command::Profile(args) => commands::profile(args),
                 Command::Serve(_) => unreachable!("handled above"),
             }
         }

@@ -16,7 +16,7 @@ pub use error::{ClientError, ProtocolError};
 
 use crate::protocol::{
     DeploySpec, FunctionInfo, InvokeRequest, InvokeResponse, PretriggerAccepted, PretriggerRequest,
-    Request, Response, StatsReport, MAX_PAYLOAD,
+    ProfileReport, Request, Response, StatsReport, TraceReport, MAX_PAYLOAD,
 };
 use connection::Connection;
 
@@ -150,6 +150,26 @@ impl Client {
     }
 
     /// Every deployed function (latest version of each).
+    /// The recorded call tree of the trace invocation `invocation_id` is
+    /// in (any invocation of the tree will do).
+    pub fn trace(&self, invocation_id: u64) -> Result<TraceReport, ClientError> {
+        match self.conn.call(&Request::Trace { invocation_id })? {
+            Response::Trace(report) => Ok(report),
+            other => Err(unexpected("Trace", other)),
+        }
+    }
+
+    /// A function's profile over its recorded spans.
+    pub fn profile(&self, name: &str) -> Result<ProfileReport, ClientError> {
+        let req = Request::Profile {
+            name: name.to_owned(),
+        };
+        match self.conn.call(&req)? {
+            Response::Profile(report) => Ok(report),
+            other => Err(unexpected("Profile", other)),
+        }
+    }
+
     pub fn list(&self) -> Result<Vec<FunctionInfo>, ClientError> {
         match self.conn.call(&Request::List)? {
             Response::Functions(list) => Ok(list),
@@ -178,6 +198,8 @@ fn unexpected(sent: &'static str, got: Response) -> ClientError {
         Response::Removed { .. } => "Removed",
         Response::Stats(_) => "StatsReport",
         Response::Pretriggered(_) => "Pretriggered",
+        Response::Trace(_) => "TraceReport",
+        Response::Profile(_) => "ProfileReport",
     };
     ClientError::Protocol(ProtocolError::UnexpectedResponse { sent, got })
 }

@@ -12,7 +12,7 @@ use std::thread;
 use super::*;
 use crate::protocol::{
     decode_request, encode_response, ErrorBody, ErrorKind, FrameDecoder, FrameError, FunctionStats,
-    Request,
+    ProfileReport, Request, TraceReport,
 };
 
 /// A fake daemon serving one connection with `script`.
@@ -207,6 +207,15 @@ fn control_calls_round_trip_and_remote_errors_are_typed() {
                     starting: 0,
                     ttl_secs: req.ttl_secs.unwrap_or(60),
                 }),
+                Request::Trace { invocation_id } => Response::Trace(TraceReport {
+                    trace_id: format!("{invocation_id:032x}"),
+                    ..TraceReport::default()
+                }),
+                Request::Profile { name } => Response::Profile(ProfileReport {
+                    function: name,
+                    count: 3,
+                    ..ProfileReport::default()
+                }),
             };
             peer.send(id, &resp);
         }
@@ -232,6 +241,8 @@ fn control_calls_round_trip_and_remote_errors_are_typed() {
     assert_eq!(client.stats(Some("f")).unwrap().functions[0].name, "f");
     let accepted = client.pretrigger("f", 50, Some(5)).unwrap();
     assert_eq!((accepted.count, accepted.ttl_secs), (10, 5));
+    assert_eq!(client.trace(42).unwrap().trace_id, format!("{:032x}", 42));
+    assert_eq!(client.profile("g").unwrap().count, 3);
     match client.remove("zzz") {
         Err(ClientError::Remote(body)) => {
             assert_eq!(body.kind, ErrorKind::NotFound);

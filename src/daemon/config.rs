@@ -23,6 +23,9 @@ pub struct DaemonConfig {
     /// Deepest chain of nested calls: a client invocation is depth 0, a
     /// call from it depth 1, and a call past this depth fails.
     pub max_call_depth: u32,
+    /// Spans of finished invocations kept for `sprout trace` and `sprout
+    /// profile` (oldest dropped first).
+    pub trace_capacity: usize,
 }
 
 impl DaemonConfig {
@@ -32,4 +35,5 @@ impl DaemonConfig {
     pub const DEFAULT_POOL_MIN: usize = 1;
     pub const DEFAULT_POOL_MAX: usize = 8;
     pub const DEFAULT_MAX_CALL_DEPTH: u32 = 16;
+    pub const DEFAULT_TRACE_CAPACITY: usize = crate::trace::SpanStore::DEFAULT_CAPACITY;
 }

@@ -160,6 +160,23 @@ impl Daemon {
         };
         match request {
             Request::Invoke(invoke) => self.start_invocation(id, request_id, invoke),
+            Request::Trace { invocation_id } => {
+                let response = match self.spans.trace_of(invocation_id) {
+                    Some(report) => Response::Trace(report),
+                    None => Response::Error(ErrorBody::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "no span of invocation {invocation_id} is recorded (it is still \
+                             running, or the store dropped it)"
+                        ),
+                    )),
+                };
+                self.respond(id, request_id, &response);
+            }
+            Request::Profile { name } => {
+                let report = crate::trace::profile(&self.spans, &name);
+                self.respond(id, request_id, &Response::Profile(report));
+            }
             Request::Deploy(spec) => {
                 let response = match self.deploy(&spec) {
                     Ok(info) => Response::Deployed(info),

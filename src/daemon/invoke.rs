@@ -1,5 +1,6 @@
 //! Invocations: accepted, queued, dispatched to a sandbox, answered.
 
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::tokens::Event;
@@ -10,7 +11,7 @@ use crate::protocol::{
 };
 use crate::reactor::{Completion, Op};
 use crate::scheduler::{Dispatch, InvocationId, Refused, SandboxId};
-use crate::trace::TraceContext;
+use crate::trace::{Span, TraceContext};
 
 /// One accepted invocation until its answer is queued for whoever waits.
 pub(super) struct Invocation {
@@ -30,6 +31,9 @@ pub(super) struct Invocation {
     /// The synchronous call this invocation's handler waits on (its id in
     /// the runtime's numbering), if any.
     pub(super) calling: Option<u64>,
+    /// A cold start's wait for its sandbox and that sandbox's init, µs.
+    acquire_us: u64,
+    init_us: u64,
 }
 
 /// Who waits for an invocation's answer.
@@ -218,6 +222,8 @@ impl Daemon {
                 trace,
                 deadline: None,
                 calling: None,
+                acquire_us: 0,
+                init_us: 0,
             },
         );
         self.reactor.submit(
@@ -289,6 +295,12 @@ impl Daemon {
         invocation.deadline = Some(now + timeout);
         invocation.sandbox = Some(sandbox);
         invocation.cold = slot.is_cold_for(invocation.accepted);
+        if invocation.cold {
+            let assigned = slot.assigned_at.max(invocation.accepted);
+            let ready = slot.ready_at.unwrap_or(now).max(assigned);
+            invocation.acquire_us = micros(assigned - invocation.accepted);
+            invocation.init_us = micros(ready - assigned);
+        }
         invocation.affinity_hit = affinity_hit;
         if let Some(counters) = self.counters.get_mut(&invocation.key.0) {
             counters.dispatched(invocation, slot.from_pool, now);
@@ -371,6 +383,7 @@ impl Daemon {
         if let Some(counters) = self.counters.get_mut(&invocation.key.0) {
             counters.finished(&invocation, now, error.as_ref().map(|e| e.kind));
         }
+        self.record_span(id, &invocation, now, error.as_ref().map(|e| e.kind));
         let (conn, request_id) = match invocation.origin {
             Origin::Client { conn, request_id } => (conn, request_id),
             Origin::Call {
@@ -396,6 +409,46 @@ impl Daemon {
             affinity_hit: invocation.affinity_hit,
         });
         self.respond(conn, request_id, &response);
+    }
+
+    /// Keep the finished invocation's span (a small record: the function
+    /// is a shared handle).
+    fn record_span(
+        &mut self,
+        id: InvocationId,
+        invocation: &Invocation,
+        now: Instant,
+        error: Option<ErrorKind>,
+    ) {
+        let Some(state) = self.functions.get(&invocation.key) else {
+            return;
+        };
+        let total_us = micros(now.duration_since(invocation.accepted));
+        let waited_us = invocation
+            .dispatched
+            .map_or(total_us, |d| micros(d.duration_since(invocation.accepted)));
+        let start_unix_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| micros(d).saturating_sub(total_us));
+        self.spans.record(Span {
+            trace_id: invocation.trace.trace_id,
+            invocation: id,
+            parent: invocation.trace.parent,
+            depth: invocation.trace.depth,
+            function: Rc::clone(&state.function),
+            sandbox: invocation.sandbox.unwrap_or(0),
+            cold: invocation.cold,
+            detached: matches!(invocation.origin, Origin::Detached),
+            start_unix_us,
+            queue_us: waited_us.saturating_sub(invocation.acquire_us + invocation.init_us),
+            acquire_us: invocation.acquire_us,
+            init_us: invocation.init_us,
+            run_us: invocation
+                .dispatched
+                .map_or(0, |d| micros(now.duration_since(d))),
+            total_us,
+            error,
+        });
     }
 
     pub(super) fn on_queue_deadline(&mut self, id: InvocationId, completion: Completion) {

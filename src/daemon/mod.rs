@@ -88,6 +88,7 @@ pub(crate) struct Daemon {
     refill_wanted: bool,
     stopping: bool,
     trace_ids: crate::trace::TraceIds,
+    spans: crate::trace::SpanStore,
 }
 
 impl Daemon {

@@ -67,6 +67,7 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
             memory_mb: Function::DEFAULT_MEMORY_MB,
         });
     }
+    let trace_capacity = config.trace_capacity;
     let mut daemon = Daemon {
         config,
         reactor,
@@ -86,6 +87,7 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
         refill_wanted: true,
         stopping: false,
         trace_ids: Default::default(),
+        spans: crate::trace::SpanStore::new(trace_capacity),
     };
     let deployed: Vec<Function> = daemon.registry.list().cloned().collect();
     for function in deployed {

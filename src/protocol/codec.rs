@@ -66,6 +66,11 @@ struct NameBody {
 }
 
 #[derive(Serialize, Deserialize)]
+struct TraceBody {
+    invocation_id: u64,
+}
+
+#[derive(Serialize, Deserialize)]
 struct StatsBody {
     #[serde(default)]
     name: Option<String>,
@@ -95,6 +100,20 @@ pub fn encode_request(request_id: u64, req: &Request, out: &mut Vec<u8>) {
             &StatsBody { name: name.clone() },
         ),
         Request::Pretrigger(req) => json_frame(out, FrameKind::Pretrigger, request_id, req),
+        Request::Trace { invocation_id } => json_frame(
+            out,
+            FrameKind::Trace,
+            request_id,
+            &TraceBody {
+                invocation_id: *invocation_id,
+            },
+        ),
+        Request::Profile { name } => json_frame(
+            out,
+            FrameKind::Profile,
+            request_id,
+            &NameBody { name: name.clone() },
+        ),
     }
 }
 
@@ -145,6 +164,15 @@ pub fn decode_request(frame: &Frame) -> Result<Request, DecodeError> {
             check_name(&req.name)?;
             Request::Pretrigger(req)
         }
+        FrameKind::Trace => {
+            let TraceBody { invocation_id } = json_body(kind, &frame.body)?;
+            Request::Trace { invocation_id }
+        }
+        FrameKind::Profile => {
+            let NameBody { name } = json_body(kind, &frame.body)?;
+            check_name(&name)?;
+            Request::Profile { name }
+        }
         _ => {
             return Err(DecodeError::UnexpectedKind {
                 kind,
@@ -175,6 +203,8 @@ pub fn encode_response(request_id: u64, resp: &Response, out: &mut Vec<u8>) {
         Response::Pretriggered(accepted) => {
             json_frame(out, FrameKind::Pretriggered, request_id, accepted)
         }
+        Response::Trace(report) => json_frame(out, FrameKind::TraceReport, request_id, report),
+        Response::Profile(report) => json_frame(out, FrameKind::ProfileReport, request_id, report),
         Response::Error(err) => json_frame(out, FrameKind::Error, request_id, err),
     }
 }
@@ -192,6 +222,8 @@ pub fn decode_response(frame: &Frame) -> Result<Response, DecodeError> {
         }
         FrameKind::StatsReport => Response::Stats(json_body(kind, &frame.body)?),
         FrameKind::Pretriggered => Response::Pretriggered(json_body(kind, &frame.body)?),
+        FrameKind::TraceReport => Response::Trace(json_body(kind, &frame.body)?),
+        FrameKind::ProfileReport => Response::Profile(json_body(kind, &frame.body)?),
         FrameKind::Error => Response::Error(json_body(kind, &frame.body)?),
         _ => {
             return Err(DecodeError::UnexpectedKind {

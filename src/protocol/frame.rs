@@ -32,29 +32,37 @@ pub enum FrameKind {
     Remove = 0x04,
     Stats = 0x05,
     Pretrigger = 0x06,
+    Trace = 0x07,
+    Profile = 0x08,
     Deployed = 0x81,
     Invoked = 0x82,
     Functions = 0x83,
     Removed = 0x84,
     StatsReport = 0x85,
     Pretriggered = 0x86,
+    TraceReport = 0x87,
+    ProfileReport = 0x88,
     Error = 0xFF,
 }
 
 impl FrameKind {
-    pub const ALL: [FrameKind; 13] = [
+    pub const ALL: [FrameKind; 17] = [
         FrameKind::Deploy,
         FrameKind::Invoke,
         FrameKind::List,
         FrameKind::Remove,
         FrameKind::Stats,
         FrameKind::Pretrigger,
+        FrameKind::Trace,
+        FrameKind::Profile,
         FrameKind::Deployed,
         FrameKind::Invoked,
         FrameKind::Functions,
         FrameKind::Removed,
         FrameKind::StatsReport,
         FrameKind::Pretriggered,
+        FrameKind::TraceReport,
+        FrameKind::ProfileReport,
         FrameKind::Error,
     ];
 
@@ -78,12 +86,16 @@ impl FrameKind {
             FrameKind::Remove => "Remove",
             FrameKind::Stats => "Stats",
             FrameKind::Pretrigger => "Pretrigger",
+            FrameKind::Trace => "Trace",
+            FrameKind::Profile => "Profile",
             FrameKind::Deployed => "Deployed",
             FrameKind::Invoked => "Invoked",
             FrameKind::Functions => "Functions",
             FrameKind::Removed => "Removed",
             FrameKind::StatsReport => "StatsReport",
             FrameKind::Pretriggered => "Pretriggered",
+            FrameKind::TraceReport => "TraceReport",
+            FrameKind::ProfileReport => "ProfileReport",
             FrameKind::Error => "Error",
         }
     }

@@ -21,6 +21,14 @@ pub enum Request {
         name: Option<String>,
     },
     Pretrigger(PretriggerRequest),
+    /// The whole recorded call tree of the trace this invocation is in.
+    Trace {
+        invocation_id: u64,
+    },
+    /// A function's profile over its recorded spans.
+    Profile {
+        name: String,
+    },
 }
 
 /// The daemon's answer to one request.
@@ -32,6 +40,8 @@ pub enum Response {
     Removed { name: String },
     Stats(StatsReport),
     Pretriggered(PretriggerAccepted),
+    Trace(super::TraceReport),
+    Profile(super::ProfileReport),
     Error(ErrorBody),
 }
 

@@ -13,6 +13,7 @@ mod error_kind;
 mod frame;
 mod messages;
 mod stats;
+mod trace;
 
 pub use codec::{decode_request, decode_response, encode_request, encode_response, DecodeError};
 pub use error_kind::ErrorKind;
@@ -26,6 +27,7 @@ pub use messages::{
     DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_QUEUE, DEFAULT_PRETRIGGER_TTL_SECS,
 };
 pub use stats::{DaemonStats, FunctionStats, Percentiles, PoolStats, StatsReport};
+pub use trace::{CallEdge, PhaseStats, ProfileReport, SpanInfo, TraceReport};
 
 /// Default largest invocation payload (and result), in bytes: 6 MiB.
 pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;

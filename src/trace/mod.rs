@@ -5,10 +5,17 @@
 //! through a sandbox's ring joins its caller's tree one level deeper. The
 //! daemon injects the [`TraceContext`] into each INVOKE meta; the parent is
 //! always the invocation whose sandbox sent the CALL, never anything the
-//! payload says.
+//! payload says. Each finished invocation leaves a [`Span`] in the bounded
+//! [`SpanStore`], from which `sprout trace` and `sprout profile` are
+//! answered ([`render`] draws them).
 
 mod context;
+mod profile;
+pub mod render;
+mod store;
 
 pub use context::{
     parse_traceparent, Parent, TraceContext, TraceIds, TraceParent, MAX_TREE_INVOCATIONS,
 };
+pub use profile::profile;
+pub use store::{Span, SpanStore};

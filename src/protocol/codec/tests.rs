@@ -108,6 +108,10 @@ fn requests() -> Vec<Request> {
             count: 4,
             ttl_secs: Some(30),
         }),
+        Request::Trace { invocation_id: 7 },
+        Request::Profile {
+            name: "hello".into(),
+        },
     ]
 }
 
@@ -148,6 +152,39 @@ fn responses() -> Vec<Response> {
             count: 3,
             starting: 1,
             ttl_secs: 60,
+        }),
+        Response::Trace(super::super::TraceReport {
+            trace_id: "ab".repeat(16),
+            spans: vec![super::super::SpanInfo {
+                trace_id: "ab".repeat(16),
+                invocation_id: 9,
+                parent_id: Some(8),
+                remote_parent: None,
+                depth: 1,
+                function: "hello".into(),
+                version: 2,
+                sandbox: 3,
+                cold: true,
+                detached: false,
+                start_unix_us: 1_700_000_000_000_000,
+                queue_us: 1,
+                acquire_us: 2,
+                init_us: 3,
+                run_us: 4,
+                total_us: 10,
+                error: Some(ErrorKind::Timeout),
+            }],
+            dropped: 5,
+        }),
+        Response::Profile(super::super::ProfileReport {
+            function: "hello".into(),
+            count: 4,
+            callees: vec![super::super::CallEdge {
+                function: "b".into(),
+                calls: 2,
+                wait_share: 0.5,
+            }],
+            ..Default::default()
         }),
         Response::Functions(vec![]),
         Response::Functions(vec![info("a"), info("b")]),
