@@ -441,12 +441,14 @@ mod tests {
         assert!(Argv::new(&["a\0b"]).is_err());
     }
 
-    #[test]
-    fn clone_exec_true_and_reap_through_pidfd() {
-        let exe = std::fs::File::open("/bin/true").unwrap();
+    /// Clone a child (no new namespaces) that waits for the sync byte on fd
+    /// 7, enters `cwd` and execs `program` with `argv`; returns it and the
+    /// parent's end of the sync pipe.
+    fn clone_test_child(program: &str, argv: &[&str], cwd: &CStr) -> (Child, OwnedFd) {
+        let exe = std::fs::File::open(program).unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        let argv = Argv::new(&["true"]).unwrap();
+        let argv = Argv::new(argv).unwrap();
         let envp = Argv::new::<&str>(&[]).unwrap();
         let r_high = crate::sys::fd::dup_at_least(r.as_fd(), 64).unwrap();
         let fds = [(r_high.as_fd(), 7)];
@@ -456,15 +458,20 @@ mod tests {
             null: null.as_fd(),
             keep_stderr: true,
             sync_target: 7,
-            cwd: c"/",
+            cwd,
             exe: exe.as_fd(),
             argv: &argv,
             envp: &envp,
         };
-        let child = clone_and_exec(0, &plan).unwrap();
+        (clone_and_exec(0, &plan).unwrap(), w)
+    }
+
+    #[test]
+    fn clone_exec_true_and_reap_through_pidfd() {
+        let (child, sync) = clone_test_child("/bin/true", &["true"], c"/");
         assert!(child.pid > 0);
         assert_eq!(pidfd_wait(child.pidfd.as_fd(), true).unwrap(), None);
-        nix::unistd::write(&w, b"x").unwrap();
+        nix::unistd::write(&sync, b"x").unwrap();
         let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
         assert_eq!(status, Some(ExitStatus::Exited(0)));
         assert!(!process_exists(child.pid));
@@ -473,25 +480,8 @@ mod tests {
     /// Failures before exec end the child with the step's own code.
     #[test]
     fn clone_child_reports_failed_step_by_exit_code() {
-        let exe = std::fs::File::open("/bin/true").unwrap();
-        let null = std::fs::File::open("/dev/null").unwrap();
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        let argv = Argv::new(&["true"]).unwrap();
-        let r_high = crate::sys::fd::dup_at_least(r.as_fd(), 64).unwrap();
-        let fds = [(r_high.as_fd(), 7)];
-        let plan = ChildPlan {
-            fds: &fds,
-            close: &[w.as_fd()],
-            null: null.as_fd(),
-            keep_stderr: false,
-            sync_target: 7,
-            cwd: c"/nonexistent/sprout-test",
-            exe: exe.as_fd(),
-            argv: &argv,
-            envp: &argv,
-        };
-        let child = clone_and_exec(0, &plan).unwrap();
-        nix::unistd::write(&w, b"x").unwrap();
+        let (child, sync) = clone_test_child("/bin/true", &["true"], c"/nonexistent/sprout-test");
+        nix::unistd::write(&sync, b"x").unwrap();
         let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
         assert_eq!(status, Some(ExitStatus::Exited(child_exit::CHDIR)));
     }
@@ -500,50 +490,16 @@ mod tests {
     /// child waiting for ever.
     #[test]
     fn clone_child_exits_when_parent_end_closes() {
-        let exe = std::fs::File::open("/bin/true").unwrap();
-        let null = std::fs::File::open("/dev/null").unwrap();
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        let argv = Argv::new(&["true"]).unwrap();
-        let r_high = crate::sys::fd::dup_at_least(r.as_fd(), 64).unwrap();
-        let fds = [(r_high.as_fd(), 7)];
-        let plan = ChildPlan {
-            fds: &fds,
-            close: &[w.as_fd()],
-            null: null.as_fd(),
-            keep_stderr: false,
-            sync_target: 7,
-            cwd: c"/",
-            exe: exe.as_fd(),
-            argv: &argv,
-            envp: &argv,
-        };
-        let child = clone_and_exec(0, &plan).unwrap();
-        drop(w);
+        let (child, sync) = clone_test_child("/bin/true", &["true"], c"/");
+        drop(sync);
         let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
         assert_eq!(status, Some(ExitStatus::Exited(child_exit::SYNC_EOF)));
     }
 
     #[test]
     fn signal_through_pidfd() {
-        let exe = std::fs::File::open("/bin/sleep").unwrap();
-        let null = std::fs::File::open("/dev/null").unwrap();
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
-        let argv = Argv::new(&["sleep", "30"]).unwrap();
-        let r_high = crate::sys::fd::dup_at_least(r.as_fd(), 64).unwrap();
-        let fds = [(r_high.as_fd(), 7)];
-        let plan = ChildPlan {
-            fds: &fds,
-            close: &[w.as_fd()],
-            null: null.as_fd(),
-            keep_stderr: false,
-            sync_target: 7,
-            cwd: c"/",
-            exe: exe.as_fd(),
-            argv: &argv,
-            envp: &argv,
-        };
-        let child = clone_and_exec(0, &plan).unwrap();
-        nix::unistd::write(&w, b"x").unwrap();
+        let (child, sync) = clone_test_child("/bin/sleep", &["sleep", "30"], c"/");
+        nix::unistd::write(&sync, b"x").unwrap();
         pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL).unwrap();
         let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
         assert_eq!(status, Some(ExitStatus::Signaled(libc::SIGKILL)));
