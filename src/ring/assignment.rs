@@ -13,14 +13,6 @@ use serde::{Deserialize, Serialize};
 /// Largest assignment message accepted, in bytes.
 pub const MAX_ASSIGNMENT: usize = 65536;
 
-/// Variables the runtime environment sets from the assignment itself.
-pub const RESERVED_ENV: [&str; 4] = [
-    "SPROUT_FUNCTION",
-    "SPROUT_FUNCTION_VERSION",
-    "SPROUT_MEMORY_MB",
-    "SPROUT_TIMEOUT_MS",
-];
-
 /// Which function a sandbox now serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
@@ -30,28 +22,8 @@ pub struct Assignment {
     /// `bootstrap` is the handler).
     pub handler: String,
     pub env: BTreeMap<String, String>,
-    pub memory_mb: u64,
+    pub memory_mb: u32,
     pub timeout_ms: u64,
-}
-
-impl Assignment {
-    /// The environment a runtime started for this assignment gets: the
-    /// function's own variables, then `SPROUT_FUNCTION`,
-    /// `SPROUT_FUNCTION_VERSION`, `SPROUT_MEMORY_MB` and `SPROUT_TIMEOUT_MS`
-    /// (which win over a function variable of the same name).
-    pub fn runtime_env(&self) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = self
-            .env
-            .iter()
-            .filter(|(k, _)| !RESERVED_ENV.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        env.push(("SPROUT_FUNCTION".into(), self.function.clone()));
-        env.push(("SPROUT_FUNCTION_VERSION".into(), self.version.to_string()));
-        env.push(("SPROUT_MEMORY_MB".into(), self.memory_mb.to_string()));
-        env.push(("SPROUT_TIMEOUT_MS".into(), self.timeout_ms.to_string()));
-        env
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +46,9 @@ pub enum AssignmentError {
     Decode(#[source] serde_json::Error),
 }
 
-/// Send `assignment` with `code_dir` attached, as one message.
+/// Send `assignment` with `code_dir` attached, as one message. Never
+/// blocks (the daemon calls it from its event loop) and never raises
+/// SIGPIPE.
 pub fn send_assignment(
     control: BorrowedFd<'_>,
     assignment: &Assignment,
@@ -90,7 +64,7 @@ pub fn send_assignment(
         control.as_raw_fd(),
         &[IoSlice::new(&bytes)],
         &cmsg,
-        MsgFlags::MSG_NOSIGNAL,
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
         None,
     )
     .map_err(|e| AssignmentError::Send(e.into()))?;
@@ -197,14 +171,5 @@ mod tests {
             recv_assignment(b.as_fd()),
             Err(AssignmentError::Closed)
         ));
-    }
-
-    #[test]
-    fn runtime_env_puts_sprout_variables_last_and_authoritative() {
-        let env = sample().runtime_env();
-        assert_eq!(env[0], ("K".into(), "V".into()));
-        assert!(env.contains(&("SPROUT_FUNCTION".into(), "hello".into())));
-        assert!(!env.contains(&("SPROUT_FUNCTION".into(), "spoof".into())));
-        assert!(env.contains(&("SPROUT_TIMEOUT_MS".into(), "3000".into())));
     }
 }

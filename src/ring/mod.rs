@@ -33,7 +33,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 
 pub use assignment::{
-    recv_assignment, send_assignment, Assignment, AssignmentError, MAX_ASSIGNMENT, RESERVED_ENV,
+    recv_assignment, send_assignment, Assignment, AssignmentError, MAX_ASSIGNMENT,
 };
 pub use error_body::{function_error_body, parse_function_error, INVALID_ERROR};
 pub use host::{invoke_meta, HostRing, RuntimeEnd, RuntimeMessage, MAX_CALL_NAME};

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use super::cgroup::{MemoryReport, SandboxCgroup};
 use super::reaper::SIGNALED_EXIT_BASE;
 use super::spawn::Spawned;
-use super::{Assignment, RuntimeKind, SandboxError, MAX_ASSIGNMENT_BYTES};
+use super::{Assignment, RuntimeKind, SandboxError};
 use crate::sys::process::{self, ExitStatus};
 
 /// One sandbox: its init process (pid 1 of its pid namespace), its pidfd,
@@ -80,22 +80,12 @@ impl Sandbox {
         code: BorrowedFd<'_>,
         assignment: &Assignment,
     ) -> Result<(), SandboxError> {
-        let json = serde_json::to_vec(assignment).map_err(|e| SandboxError::Assign {
-            id: self.id,
-            source: e.into(),
-        })?;
-        if json.len() > MAX_ASSIGNMENT_BYTES {
-            return Err(SandboxError::AssignmentTooLarge {
-                id: self.id,
-                len: json.len(),
-            });
-        }
-        crate::sys::socket::send_with_fd(self.control.as_fd(), &json, Some(code)).map_err(
-            |source| SandboxError::Assign {
+        crate::ring::send_assignment(self.control.as_fd(), assignment, code).map_err(|source| {
+            SandboxError::Assign {
                 id: self.id,
                 source,
-            },
-        )
+            }
+        })
     }
 
     /// Why the init failed, when it did: the message it wrote on the control

@@ -56,6 +56,6 @@ fn report(err: &ConfineError) {
     let text = format!("sprout-sandbox-init: {err}");
     eprintln!("{text}");
     if let Ok(control) = crate::sys::fd::dup_inherited(fds::CONTROL) {
-        let _ = crate::sys::socket::send_with_fd(control.as_fd(), text.as_bytes(), None);
+        let _ = crate::sys::socket::send_nonblocking(control.as_fd(), text.as_bytes());
     }
 }

@@ -39,7 +39,6 @@ mod rootfs;
 mod runtime;
 mod spawn;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -159,20 +158,10 @@ impl Limits {
     }
 }
 
-/// What a pooled sandbox is told when it is given a function (sent with the
-/// code directory's descriptor on the control socket, fd 6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    pub function: String,
-    pub version: u64,
-    pub handler: String,
-    pub env: BTreeMap<String, String>,
-    pub memory_mb: u32,
-    pub timeout_ms: u64,
-}
-
-/// The largest assignment message (JSON) the control socket carries.
-pub const MAX_ASSIGNMENT_BYTES: usize = 64 * 1024;
+/// What a pooled sandbox is told when it is given a function: the ring's
+/// contract type (runtimes/README.md), sent with the code directory's
+/// descriptor on the control socket, fd 6.
+pub use crate::ring::Assignment;
 
 /// Failures on the daemon side of a sandbox's life.
 #[derive(Debug, thiserror::Error)]
@@ -245,13 +234,11 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
-    #[error("assignment for sandbox {id} is {len} bytes, more than {MAX_ASSIGNMENT_BYTES}")]
-    AssignmentTooLarge { id: u64, len: usize },
     #[error("send the assignment to sandbox {id}")]
     Assign {
         id: u64,
         #[source]
-        source: io::Error,
+        source: crate::ring::AssignmentError,
     },
     #[error("reap sandbox {id} (pid {pid})")]
     Reap {

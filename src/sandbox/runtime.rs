@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use super::config::{fds, InitConfig};
 use super::confine::{ConfineError, Step};
 use super::rootfs::RUNTIME_MOUNT;
-use super::{seccomp, Assignment, RuntimeKind, MAX_ASSIGNMENT_BYTES};
+use super::{seccomp, Assignment, RuntimeKind};
 use crate::sys::fd::dup_inherited;
 use crate::sys::process::{self, Argv};
 
@@ -88,28 +88,16 @@ fn announce_ready() -> Result<(), ConfineError> {
 fn receive_assignment() -> Result<(Assignment, OwnedFd), ConfineError> {
     let control = crate::sys::fd::inherited(fds::CONTROL)
         .map_err(|e| ConfineError::new(Step::Assignment, "take the control socket (fd 6)", e))?;
-    let mut buf = vec![0u8; MAX_ASSIGNMENT_BYTES];
-    let received = crate::sys::socket::recv_with_fd(control.as_fd(), &mut buf);
+    let received = crate::ring::recv_assignment(control.as_fd());
     // fd 6 stays open for the runtime, as documented.
     std::mem::forget(control);
-    let (len, code) =
-        received.map_err(|e| ConfineError::new(Step::Assignment, "receive the assignment", e))?;
-    let invalid = |what: &str| {
+    received.map_err(|e| {
         ConfineError::new(
             Step::Assignment,
-            what.to_owned(),
+            format!("receive the assignment: {e}"),
             std::io::Error::from(std::io::ErrorKind::InvalidData),
         )
-    };
-    if len == 0 {
-        return Err(invalid(
-            "the daemon closed the control socket before assigning a function",
-        ));
-    }
-    let code = code.ok_or_else(|| invalid("assignment without a code directory descriptor"))?;
-    let assignment: Assignment = serde_json::from_slice(&buf[..len])
-        .map_err(|e| invalid(&format!("assignment is not valid JSON: {e}")))?;
-    Ok((assignment, code))
+    })
 }
 
 /// The fresh environment, the function's own variables (except SPROUT_*,
