@@ -288,8 +288,152 @@ fn client_traceparent_is_joined(backend: &str) {
     assert_eq!(error_kind(refused), Some(ErrorKind::BadRequest));
 }
 
+/// The OTLP receiver of tests/fixtures: its port, and its stdout (one JSON
+/// line per span it decoded).
+struct Receiver {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    port: u16,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .arg(fixtures().join("otlp_receiver.py"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the OTLP receiver");
+        let (send, lines) = std::sync::mpsc::channel();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let port = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the receiver printed no port (is opentelemetry-proto installed? .ci/run installs it)")
+            .parse()
+            .expect("a port");
+        Receiver { child, lines, port }
+    }
+
+    fn spans(&self, n: usize) -> Vec<Value> {
+        (0..n)
+            .map(|_| {
+                let line = self
+                    .lines
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("the collector got too few spans");
+                serde_json::from_str(&line).unwrap()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn otlp_export_of_a_call_tree(backend: &str) {
+    let receiver = Receiver::start();
+    let endpoint = format!("http://127.0.0.1:{}/v1/traces", receiver.port);
+    let daemon = Daemon::start_with(backend, &["--otlp-endpoint", &endpoint]);
+    let client = daemon.client();
+    for name in ["oa", "ob", "oc"] {
+        deploy(&client, name, "app.chain");
+    }
+    let a = invoke(&client, "oa", json!({"next": ["ob", "oc"]}));
+    let mut spans = receiver.spans(3);
+    spans.sort_by_key(|s| s["attributes"]["sprout.depth"].as_i64());
+    let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["oa", "ob", "oc"]);
+    let id = |v: &Value| {
+        format!(
+            "{:016x}",
+            v["request_id"].as_str().unwrap().parse::<u64>().unwrap()
+        )
+    };
+    assert_eq!(spans[0]["span_id"], json!(id(&a)));
+    assert_eq!(spans[1]["span_id"], json!(id(&a["child"])));
+    for span in &spans {
+        assert_eq!(span["trace_id"], a["trace_id"]);
+        assert_eq!(
+            (span["service"].as_str(), span["path"].as_str()),
+            (Some("sprout"), Some("/v1/traces"))
+        );
+        assert_eq!(span["content_type"], json!("application/x-protobuf"));
+        assert_eq!(span["status"], json!(1), "status OK: {span}");
+        assert_eq!(span["attributes"]["sprout.cold"], json!(true));
+    }
+    // Parent links, and each child's interval inside its parent's.
+    assert_eq!(spans[0]["parent_span_id"], json!(""));
+    for pair in spans.windows(2) {
+        let (parent, child) = (&pair[0], &pair[1]);
+        assert_eq!(child["parent_span_id"], parent["span_id"]);
+        let (ps, pe) = (
+            parent["start"].as_u64().unwrap(),
+            parent["end"].as_u64().unwrap(),
+        );
+        let (cs, ce) = (
+            child["start"].as_u64().unwrap(),
+            child["end"].as_u64().unwrap(),
+        );
+        assert!(
+            ps <= cs && cs < ce && ce <= pe,
+            "{parent} does not contain {child}"
+        );
+    }
+    // The exporter counts once the collector answered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let daemon_stats = client.stats(None).expect("stats").daemon;
+        if daemon_stats.otlp_exported == 3 {
+            assert_eq!(daemon_stats.otlp_dropped, 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{daemon_stats:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn otlp_collector_down_is_counted(backend: &str) {
+    // A port nobody listens on (bound, then closed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}/v1/traces");
+    let daemon = Daemon::start_with(backend, &["--otlp-endpoint", &endpoint]);
+    let client = daemon.client();
+    deploy(&client, "lonely", "app.nap");
+    invoke(&client, "lonely", json!({}));
+    // The invocation was answered regardless; its span is counted as
+    // dropped once the exporter gave up on it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let daemon_stats = client.stats(None).expect("stats").daemon;
+        if daemon_stats.otlp_dropped == 1 {
+            assert_eq!(daemon_stats.otlp_exported, 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{daemon_stats:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 on_both_backends!(
     three_level_tree,
+    otlp_export_of_a_call_tree,
+    otlp_collector_down_is_counted,
     client_traceparent_is_joined,
     depth_limit_stops_recursion,
     unknown_callee_is_not_found,

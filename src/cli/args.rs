@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// and `sprout profile`; the oldest are dropped first (and counted).
     #[arg(long, value_name = "N", default_value_t = DaemonConfig::DEFAULT_TRACE_CAPACITY)]
     pub trace_capacity: usize,
+    /// Export spans to an OpenTelemetry collector over OTLP/HTTP
+    /// (protobuf), e.g. http://127.0.0.1:4318/v1/traces; a background
+    /// thread sends them, dropping (and counting) what a slow or absent
+    /// collector cannot take.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where the daemon listens; every client command takes it.

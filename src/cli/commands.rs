@@ -25,6 +25,7 @@ pub fn serve(args: ServeArgs) -> Rendered {
         pool_max: args.pool_size.unwrap_or(args.pool_max),
         max_call_depth: args.max_call_depth,
         trace_capacity: args.trace_capacity,
+        otlp_endpoint: args.otlp_endpoint,
     };
     match crate::daemon::run(config) {
         Ok(()) => Rendered::default(),

@@ -26,6 +26,9 @@ pub struct DaemonConfig {
     /// Spans of finished invocations kept for `sprout trace` and `sprout
     /// profile` (oldest dropped first).
     pub trace_capacity: usize,
+    /// Export every span to this OTLP/HTTP collector
+    /// (`http://host:port/v1/traces`).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl DaemonConfig {

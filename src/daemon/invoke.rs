@@ -21,6 +21,8 @@ pub(super) struct Invocation {
     payload: Vec<u8>,
     affinity: Option<String>,
     accepted: Instant,
+    /// `accepted` on the wall clock, µs since the Unix epoch (spans).
+    accepted_unix_us: u64,
     dispatched: Option<Instant>,
     pub(super) sandbox: Option<SandboxId>,
     cold: bool,
@@ -215,6 +217,9 @@ impl Daemon {
                 payload,
                 affinity,
                 accepted: now,
+                accepted_unix_us: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, micros),
                 dispatched: None,
                 sandbox: None,
                 cold: false,
@@ -427,10 +432,7 @@ impl Daemon {
         let waited_us = invocation
             .dispatched
             .map_or(total_us, |d| micros(d.duration_since(invocation.accepted)));
-        let start_unix_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| micros(d).saturating_sub(total_us));
-        self.spans.record(Span {
+        let span = Span {
             trace_id: invocation.trace.trace_id,
             invocation: id,
             parent: invocation.trace.parent,
@@ -439,7 +441,7 @@ impl Daemon {
             sandbox: invocation.sandbox.unwrap_or(0),
             cold: invocation.cold,
             detached: matches!(invocation.origin, Origin::Detached),
-            start_unix_us,
+            start_unix_us: invocation.accepted_unix_us,
             queue_us: waited_us.saturating_sub(invocation.acquire_us + invocation.init_us),
             acquire_us: invocation.acquire_us,
             init_us: invocation.init_us,
@@ -448,7 +450,11 @@ impl Daemon {
                 .map_or(0, |d| micros(now.duration_since(d))),
             total_us,
             error,
-        });
+        };
+        if let Some(otlp) = &mut self.otlp {
+            otlp.add(&span);
+        }
+        self.spans.record(span);
     }
 
     pub(super) fn on_queue_deadline(&mut self, id: InvocationId, completion: Completion) {

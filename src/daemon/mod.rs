@@ -89,6 +89,7 @@ pub(crate) struct Daemon {
     stopping: bool,
     trace_ids: crate::trace::TraceIds,
     spans: crate::trace::SpanStore,
+    otlp: Option<crate::trace::otlp::OtlpExporter>,
 }
 
 impl Daemon {
@@ -162,6 +163,9 @@ impl Daemon {
             .tick(now.saturating_duration_since(self.last_tick));
         self.last_tick = now;
         self.reap(now);
+        if let Some(otlp) = &mut self.otlp {
+            otlp.flush();
+        }
         for id in self.pool.stuck_booting(BOOT_LIMIT) {
             tracing::warn!(
                 sandbox = id,

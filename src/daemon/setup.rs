@@ -68,6 +68,10 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
         });
     }
     let trace_capacity = config.trace_capacity;
+    let otlp = match &config.otlp_endpoint {
+        Some(url) => Some(crate::trace::otlp::OtlpExporter::start(url)?),
+        None => None,
+    };
     let mut daemon = Daemon {
         config,
         reactor,
@@ -88,6 +92,7 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
         stopping: false,
         trace_ids: Default::default(),
         spans: crate::trace::SpanStore::new(trace_capacity),
+        otlp,
     };
     let deployed: Vec<Function> = daemon.registry.list().cloned().collect();
     for function in deployed {

@@ -100,6 +100,17 @@ impl Daemon {
                 sandboxes_destroyed: destroyed,
                 sandboxes_live: self.pool.len() as u64,
                 pool: self.pool.stats(),
+                spans_dropped: self.spans.dropped(),
+                otlp_exported: self.otlp.as_ref().map_or(0, |o| {
+                    o.counters()
+                        .exported
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                }),
+                otlp_dropped: self.otlp.as_ref().map_or(0, |o| {
+                    o.counters()
+                        .dropped
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                }),
             },
             functions,
         })

@@ -21,6 +21,16 @@ pub struct DaemonStats {
     pub sandboxes_live: u64,
     /// One entry per shape the pool keeps.
     pub pool: Vec<PoolStats>,
+    /// Spans the bounded trace store dropped (oldest first).
+    #[serde(default)]
+    pub spans_dropped: u64,
+    /// Spans the OTLP collector accepted (`serve --otlp-endpoint`).
+    #[serde(default)]
+    pub otlp_exported: u64,
+    /// Spans not exported: the exporter was behind, or the collector
+    /// failed or was down.
+    #[serde(default)]
+    pub otlp_dropped: u64,
 }
 
 /// The pool of tenant-neutral sandboxes of one shape.

@@ -10,6 +10,7 @@
 //! answered ([`render`] draws them).
 
 mod context;
+pub mod otlp;
 mod profile;
 pub mod render;
 mod store;
