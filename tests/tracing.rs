@@ -430,10 +430,62 @@ fn otlp_collector_down_is_counted(backend: &str) {
     }
 }
 
+/// The cold starts in the call tree of a chain `names[0]` → `[1]` → `[2]`
+/// invoked once all three were reaped.
+fn cold_starts_after_reaping(client: &Client, names: [&str; 3], prewarm: bool) -> usize {
+    for name in names {
+        let spec = DeploySpec {
+            idle_timeout_secs: Some(1),
+            prewarm_callees: Some(prewarm),
+            ..calls_spec(name, "app.chain")
+        };
+        client.deploy(&spec).expect("deploy");
+    }
+    // The caller works a second before it calls: room for pre-warmed
+    // callees to finish starting.
+    let event = json!({"next": [names[1], names[2]], "work_ms": 1000}).to_string();
+    let cold = |client: &Client| {
+        let response = client.invoke(names[0], event.as_bytes()).expect("invoke");
+        assert!(response.error.is_none(), "{:?}", response.error);
+        let report = client.trace(response.invocation_id).expect("trace");
+        assert_eq!(report.spans.len(), 3);
+        report.spans.iter().filter(|s| s.cold).count()
+    };
+    // The first run has no history to learn from: all cold.
+    assert_eq!(cold(client), 3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while names
+        .iter()
+        .any(|n| client.stats(Some(n)).expect("stats").functions[0].sandboxes_live > 0)
+    {
+        assert!(Instant::now() < deadline, "the sandboxes were never reaped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cold(client)
+}
+
+fn prewarm_callees_takes_cold_starts_off_the_critical_path(backend: &str) {
+    let daemon = Daemon::start(backend);
+    let client = daemon.client();
+    assert_eq!(
+        cold_starts_after_reaping(&client, ["xa", "xb", "xc"], false),
+        3
+    );
+    assert_eq!(
+        cold_starts_after_reaping(&client, ["wa", "wb", "wc"], true),
+        1
+    );
+    for (name, avoided) in [("wa", 0), ("wb", 1), ("wc", 1), ("xb", 0)] {
+        let stats = client.stats(Some(name)).expect("stats");
+        assert_eq!(stats.functions[0].cold_starts_avoided, avoided, "{name}");
+    }
+}
+
 on_both_backends!(
     three_level_tree,
     otlp_export_of_a_call_tree,
     otlp_collector_down_is_counted,
+    prewarm_callees_takes_cold_starts_off_the_critical_path,
     client_traceparent_is_joined,
     depth_limit_stops_recursion,
     unknown_callee_is_not_found,

@@ -131,6 +131,11 @@ pub struct DeployArgs {
     /// [default: shared].
     #[arg(long, value_name = "shared|strict", value_parser = parse_affinity_mode)]
     pub affinity_mode: Option<AffinityMode>,
+    /// When this function starts cold, start sandboxes for the functions
+    /// it called in most of its recent invocations, so their cold starts
+    /// overlap its own.
+    #[arg(long)]
+    pub prewarm_callees: bool,
     #[command(flatten)]
     pub socket: SocketArg,
 }

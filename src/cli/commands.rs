@@ -67,6 +67,7 @@ pub fn deploy(args: DeployArgs) -> Rendered {
         max_queue: args.queue,
         idle_timeout_secs: args.idle_timeout,
         affinity_mode: args.affinity_mode,
+        prewarm_callees: args.prewarm_callees.then_some(true),
     };
     let socket = &args.socket.socket;
     match Client::connect(socket).and_then(|c| c.deploy(&spec)) {

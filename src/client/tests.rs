@@ -233,6 +233,7 @@ fn control_calls_round_trip_and_remote_errors_are_typed() {
         max_queue: None,
         idle_timeout_secs: None,
         affinity_mode: None,
+        prewarm_callees: None,
     };
     assert_eq!(client.deploy(&spec).unwrap().name, "hello");
     let names: Vec<_> = client.list().unwrap().into_iter().map(|f| f.name).collect();

@@ -206,6 +206,7 @@ impl Daemon {
         if let Some(limit) = wait_until {
             wait = wait.min(limit.saturating_duration_since(now));
         }
+        let prewarm = state.function.prewarm_callees && state.queue.wanted_starts() > 0;
         if let Some(counters) = self.counters.get_mut(&key.0) {
             counters.invocations += 1;
         }
@@ -236,6 +237,9 @@ impl Daemon {
             Op::Timeout { after: wait },
         );
         self.pump(&key);
+        if prewarm {
+            self.prewarm_callees(&key.0);
+        }
         Ok(id)
     }
 
@@ -307,8 +311,12 @@ impl Daemon {
             invocation.init_us = micros(ready - assigned);
         }
         invocation.affinity_hit = affinity_hit;
+        let prewarmed = self.prewarmed.remove(&sandbox);
         if let Some(counters) = self.counters.get_mut(&invocation.key.0) {
             counters.dispatched(invocation, slot.from_pool, now);
+            if prewarmed && !invocation.cold {
+                counters.cold_starts_avoided += 1;
+            }
         }
         slot.phase = Phase::Busy(id);
         let sent = slot.ring.send_invoke(id, meta.as_bytes(), &payload);

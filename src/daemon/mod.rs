@@ -15,6 +15,7 @@ mod conn;
 mod invoke;
 mod log_limit;
 mod pretrigger;
+mod prewarm;
 mod reaper;
 mod sandboxes;
 mod setup;
@@ -90,6 +91,8 @@ pub(crate) struct Daemon {
     trace_ids: crate::trace::TraceIds,
     spans: crate::trace::SpanStore,
     otlp: Option<crate::trace::otlp::OtlpExporter>,
+    /// Sandboxes started by pre-warming that have not served yet.
+    prewarmed: std::collections::HashSet<crate::scheduler::SandboxId>,
 }
 
 impl Daemon {

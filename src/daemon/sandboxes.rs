@@ -307,6 +307,7 @@ impl Daemon {
             return;
         };
         self.reactor.cancel(Event::Bell(id).token());
+        self.prewarmed.remove(&id);
         let memory = slot.sandbox.memory_report();
         let limit_mb = slot.shape.memory_mb;
         let was_starting = slot.is_starting();

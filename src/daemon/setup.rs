@@ -93,6 +93,7 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
         trace_ids: Default::default(),
         spans: crate::trace::SpanStore::new(trace_capacity),
         otlp,
+        prewarmed: Default::default(),
     };
     let deployed: Vec<Function> = daemon.registry.list().cloned().collect();
     for function in deployed {

@@ -22,6 +22,8 @@ pub(super) struct FnCounters {
     affinity_hits: u64,
     affinity_misses: u64,
     pub reaped: u64,
+    /// Warm invocations on sandboxes that pre-warming started.
+    pub cold_starts_avoided: u64,
     queue_wait: Samples,
     init: Samples,
     run: Samples,
@@ -128,6 +130,7 @@ impl Daemon {
             stats.cold_new = c.cold_new;
             stats.cold_starts = c.cold_from_pool + c.cold_new;
             stats.warm_hits = c.warm_hits;
+            stats.cold_starts_avoided = c.cold_starts_avoided;
             stats.throttles = c.throttles;
             stats.timeouts = c.timeouts;
             stats.errors = c.errors;

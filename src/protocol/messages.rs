@@ -75,6 +75,10 @@ pub struct DeploySpec {
     /// How affinity keys share sandboxes (null: shared).
     #[serde(default)]
     pub affinity_mode: Option<AffinityMode>,
+    /// On a cold start, start sandboxes for the functions this one called
+    /// in most of its recent invocations (null: off).
+    #[serde(default)]
+    pub prewarm_callees: Option<bool>,
 }
 
 /// How invocations with affinity keys use a function's sandboxes.

@@ -72,6 +72,10 @@ pub struct FunctionStats {
     pub cold_new: u64,
     /// Invocations served by a sandbox that was ready before they came.
     pub warm_hits: u64,
+    /// Warm invocations on sandboxes started by pre-warming
+    /// (`--prewarm-callees` on a caller): cold starts avoided.
+    #[serde(default)]
+    pub cold_starts_avoided: u64,
     /// Invocations refused because the queue was full.
     pub throttles: u64,
     /// Invocations that ended in Timeout (in the handler or in the queue).

@@ -66,6 +66,9 @@ pub struct Function {
     pub idle_timeout_secs: u32,
     #[serde(default)]
     pub affinity_mode: AffinityMode,
+    /// Pre-warm the usual callees on a cold start.
+    #[serde(default)]
+    pub prewarm_callees: bool,
 }
 
 /// Values for functions stored before these options existed.
@@ -155,6 +158,7 @@ impl Function {
             max_queue,
             idle_timeout_secs,
             affinity_mode: spec.affinity_mode.unwrap_or_default(),
+            prewarm_callees: spec.prewarm_callees.unwrap_or(false),
         })
     }
 
@@ -243,6 +247,7 @@ mod tests {
             max_queue: None,
             idle_timeout_secs: None,
             affinity_mode: None,
+            prewarm_callees: None,
         }
     }
 

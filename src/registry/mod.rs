@@ -208,6 +208,7 @@ mod tests {
             max_queue: Some(7),
             idle_timeout_secs: Some(2),
             affinity_mode: Some(crate::protocol::AffinityMode::Strict),
+            prewarm_callees: None,
         }
     }
 

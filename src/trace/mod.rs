@@ -18,5 +18,5 @@ mod store;
 pub use context::{
     parse_traceparent, Parent, TraceContext, TraceIds, TraceParent, MAX_TREE_INVOCATIONS,
 };
-pub use profile::profile;
+pub use profile::{frequent_callees, profile};
 pub use store::{Span, SpanStore};

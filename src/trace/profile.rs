@@ -71,6 +71,37 @@ pub fn profile(store: &SpanStore, name: &str) -> ProfileReport {
     }
 }
 
+/// The functions `name` called in at least half of its recorded
+/// invocations, most called first.
+pub fn frequent_callees(store: &SpanStore, name: &str) -> Vec<String> {
+    let mut runs = 0u64;
+    let mine: std::collections::HashSet<u64> = store
+        .spans()
+        .filter(|s| s.function.name == name)
+        .map(|s| {
+            runs += 1;
+            s.invocation
+        })
+        .collect();
+    // callee → invocations of `name` that called it
+    let mut callers_of: BTreeMap<&str, std::collections::HashSet<u64>> = BTreeMap::new();
+    for span in store.spans() {
+        if let Some(parent) = span.parent_invocation().filter(|p| mine.contains(p)) {
+            callers_of
+                .entry(&span.function.name)
+                .or_default()
+                .insert(parent);
+        }
+    }
+    let mut frequent: Vec<(usize, &str)> = callers_of
+        .into_iter()
+        .filter(|(_, callers)| 2 * callers.len() as u64 >= runs)
+        .map(|(callee, callers)| (callers.len(), callee))
+        .collect();
+    frequent.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    frequent.into_iter().map(|(_, c)| c.to_owned()).collect()
+}
+
 /// Nearest-rank percentiles (zeros when empty).
 fn percentiles(values: &mut [u64]) -> PhaseStats {
     if values.is_empty() {
@@ -158,6 +189,14 @@ mod tests {
             ("a", 2)
         );
         assert!(p.callees.is_empty());
+        assert_eq!(frequent_callees(&store, "a"), ["b"]);
+        assert!(frequent_callees(&store, "b").is_empty());
+        // Called by one of three runs of a: not in most of them.
+        store.record(span(5, &a, None, 10));
+        store.record(span(6, &a, None, 10));
+        store.record(span(7, &a, None, 10));
+        store.record(span(8, &a, None, 10));
+        assert!(frequent_callees(&store, "a").is_empty());
     }
 
     #[test]

@@ -229,6 +229,7 @@ pub fn python_spec(name: &str, handler: &str) -> DeploySpec {
         max_queue: None,
         idle_timeout_secs: None,
         affinity_mode: None,
+        prewarm_callees: None,
     }
 }
 
@@ -271,6 +272,7 @@ pub fn native_spec(name: &str) -> DeploySpec {
         max_queue: None,
         idle_timeout_secs: None,
         affinity_mode: None,
+        prewarm_callees: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn spec() -> DeploySpec {
         max_queue: None,
         idle_timeout_secs: Some(2),
         affinity_mode: Some(super::super::AffinityMode::Strict),
+        prewarm_callees: None,
     }
 }
 
