@@ -160,10 +160,25 @@ fn code_dir(files: &[(&str, &[u8], u32)]) -> tempfile::TempDir {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     for (name, bytes, mode) in files {
         let path = dir.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
+        write_in_child(&path, bytes);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
     }
     dir
+}
+
+/// Write a file from a child process, so no writable descriptor of it ever
+/// exists in this (multi-threaded, sandbox-cloning) test process: a clone
+/// that inherited one would make exec of the file fail with ETXTBSY.
+fn write_in_child(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", "cat > \"$0\""])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    assert!(child.wait().unwrap().success());
 }
 
 fn assignment(handler: &str) -> Assignment {

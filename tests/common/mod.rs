@@ -253,7 +253,15 @@ pub fn native_code_dir() -> PathBuf {
             .unwrap_or_else(|| root.join("target"));
         let dir = std::env::temp_dir().join(format!("sprout-native-code-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(target.join("debug/bootstrap"), dir.join("bootstrap")).unwrap();
+        // Copied by a child process: a writable descriptor of the file in
+        // this test process could leak into a concurrent fork and make its
+        // exec fail with ETXTBSY.
+        let copied = Command::new("cp")
+            .arg(target.join("debug/bootstrap"))
+            .arg(dir.join("bootstrap"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
         dir
     })
     .clone()
