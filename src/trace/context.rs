@@ -136,28 +136,27 @@ impl TraceContext {
         })
     }
 
-    /// The parent as handlers see it: the caller's invocation id in
-    /// decimal (its `request_id`), or the remote span id in hex.
-    pub fn parent_label(&self) -> Option<String> {
-        self.parent.map(|p| match p {
-            Parent::Invocation(id) => id.to_string(),
-            Parent::Remote(span) => format!("{span:016x}"),
-        })
-    }
-
     /// The keys this adds to an INVOKE meta object (no braces, leading
-    /// comma): `,"trace_id":"..","parent_id":"..","depth":N`.
-    pub fn meta_fields(&self) -> String {
-        match self.parent_label() {
-            Some(parent) => format!(
-                r#","trace_id":"{:032x}","parent_id":"{parent}","depth":{}"#,
-                self.trace_id, self.depth
-            ),
-            None => format!(
-                r#","trace_id":"{:032x}","parent_id":null,"depth":{}"#,
-                self.trace_id, self.depth
-            ),
+    /// comma), written straight into the meta without an allocation of
+    /// its own: `,"trace_id":"..","parent_id":"..","depth":N`.
+    pub fn meta_fields(&self) -> MetaFields<'_> {
+        MetaFields(self)
+    }
+}
+
+/// [`TraceContext::meta_fields`], formatted on demand.
+pub struct MetaFields<'a>(&'a TraceContext);
+
+impl std::fmt::Display for MetaFields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let trace = self.0;
+        write!(f, r#","trace_id":"{:032x}","parent_id":"#, trace.trace_id)?;
+        match trace.parent {
+            Some(Parent::Invocation(id)) => write!(f, r#""{id}""#)?,
+            Some(Parent::Remote(span)) => write!(f, r#""{span:016x}""#)?,
+            None => f.write_str("null")?,
         }
+        write!(f, r#","depth":{}"#, trace.depth)
     }
 }
 
@@ -191,7 +190,14 @@ mod tests {
         assert_eq!(root.parent, None);
         let child = root.child(7, 2).unwrap();
         assert_eq!((child.trace_id, child.depth), (root.trace_id, 1));
-        assert_eq!(child.parent_label().as_deref(), Some("7"));
+        assert!(child
+            .meta_fields()
+            .to_string()
+            .ends_with(r#","parent_id":"7","depth":1"#));
+        assert!(root
+            .meta_fields()
+            .to_string()
+            .ends_with(r#","parent_id":null,"depth":0"#));
         let grandchild = child.child(8, 2).unwrap();
         assert!(grandchild
             .child(9, 2)
@@ -213,9 +219,8 @@ mod tests {
         };
         let root = TraceContext::root(&mut TraceIds::default(), Some(parent));
         assert_eq!(root.trace_id, 0xabc);
-        assert_eq!(root.parent_label().as_deref(), Some("0000000000000012"));
         assert_eq!(
-            root.meta_fields(),
+            root.meta_fields().to_string(),
             r#","trace_id":"00000000000000000000000000000abc","parent_id":"0000000000000012","depth":0"#
         );
     }
