@@ -26,6 +26,33 @@ pub struct Assignment {
     pub timeout_ms: u64,
 }
 
+impl Assignment {
+    /// The environment a runtime started for this assignment gets, as
+    /// `KEY=value` strings: `base` (the sandbox's fresh environment), then
+    /// the function's own variables except those that would override `base`
+    /// or use the reserved `SPROUT_` prefix, then what the function knows
+    /// about itself (`SPROUT_FUNCTION`, `SPROUT_FUNCTION_VERSION`,
+    /// `SPROUT_HANDLER`, `SPROUT_MEMORY_MB`, `SPROUT_TIMEOUT_MS`).
+    pub fn runtime_env(&self, mut base: Vec<String>) -> Vec<String> {
+        let fixed = base.len();
+        for (key, value) in &self.env {
+            let clean = !key.is_empty() && !key.contains('=') && !key.starts_with("SPROUT_");
+            let overrides = base[..fixed]
+                .iter()
+                .any(|e| e.split('=').next() == Some(key));
+            if clean && !overrides {
+                base.push(format!("{key}={value}"));
+            }
+        }
+        base.push(format!("SPROUT_FUNCTION={}", self.function));
+        base.push(format!("SPROUT_FUNCTION_VERSION={}", self.version));
+        base.push(format!("SPROUT_HANDLER={}", self.handler));
+        base.push(format!("SPROUT_MEMORY_MB={}", self.memory_mb));
+        base.push(format!("SPROUT_TIMEOUT_MS={}", self.timeout_ms));
+        base
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AssignmentError {
     #[error("encoding the assignment failed")]
@@ -171,5 +198,34 @@ mod tests {
             recv_assignment(b.as_fd()),
             Err(AssignmentError::Closed)
         ));
+    }
+
+    #[test]
+    fn runtime_env_keeps_the_base_and_puts_ours_last() {
+        let mut assignment = sample();
+        assignment.env = [
+            ("GREETING", "hi"),
+            ("PATH", "/evil"),
+            ("SPROUT_FUNCTION", "other"),
+            ("A=B", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let env = assignment.runtime_env(vec!["PATH=/usr/bin:/bin".to_owned()]);
+        assert_eq!(env[0], "PATH=/usr/bin:/bin");
+        assert!(env.contains(&"GREETING=hi".to_owned()));
+        assert!(!env
+            .iter()
+            .any(|e| e == "PATH=/evil" || e == "SPROUT_FUNCTION=other" || e.starts_with("A=B")));
+        let ours = format!("SPROUT_FUNCTION={}", assignment.function);
+        assert_eq!(
+            env.iter()
+                .filter(|e| e.starts_with("SPROUT_FUNCTION="))
+                .count(),
+            1
+        );
+        assert!(env.contains(&ours));
+        assert!(env.last().unwrap().starts_with("SPROUT_TIMEOUT_MS="));
     }
 }

@@ -53,7 +53,7 @@ fn exec_python(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineEr
 fn load_native(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineError> {
     announce_ready()?;
     let (assignment, code) = receive_assignment()?;
-    let envp = make_argv(&native_environment(env, &assignment))?;
+    let envp = make_argv(&assignment.runtime_env(env))?;
     let argv = make_argv(&["bootstrap"])?;
     apply_seccomp(config)?;
     let err = process::execveat(code.as_fd(), c"bootstrap", &argv, &envp);
@@ -100,23 +100,6 @@ fn receive_assignment() -> Result<(Assignment, OwnedFd), ConfineError> {
     })
 }
 
-/// The fresh environment, the function's own variables (except SPROUT_*,
-/// which are ours) and what the function needs to know about itself.
-pub fn native_environment(mut env: Vec<String>, assignment: &Assignment) -> Vec<String> {
-    for (key, value) in &assignment.env {
-        let clean = !key.is_empty() && !key.contains('=') && !key.starts_with("SPROUT_");
-        if clean && !env.iter().any(|e| e.split('=').next() == Some(key)) {
-            env.push(format!("{key}={value}"));
-        }
-    }
-    env.push(format!("SPROUT_FUNCTION={}", assignment.function));
-    env.push(format!("SPROUT_FUNCTION_VERSION={}", assignment.version));
-    env.push(format!("SPROUT_HANDLER={}", assignment.handler));
-    env.push(format!("SPROUT_MEMORY_MB={}", assignment.memory_mb));
-    env.push(format!("SPROUT_TIMEOUT_MS={}", assignment.timeout_ms));
-    env
-}
-
 pub(super) fn apply_seccomp(config: &InitConfig) -> Result<(), ConfineError> {
     let step = |e: seccomp::SeccompError| {
         ConfineError::new(
@@ -131,40 +114,4 @@ pub(super) fn apply_seccomp(config: &InitConfig) -> Result<(), ConfineError> {
 
 fn make_argv<S: AsRef<str>>(items: &[S]) -> Result<Argv, ConfineError> {
     Argv::new(items).map_err(|e| ConfineError::new(Step::Exec, "build argv/envp", e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn native_environment_keeps_ours_first_and_last() {
-        let assignment = Assignment {
-            function: "hello".into(),
-            version: 3,
-            handler: "main".into(),
-            env: [
-                ("GREETING".to_owned(), "hi".to_owned()),
-                ("PATH".to_owned(), "/evil".to_owned()),
-                ("SPROUT_FUNCTION".to_owned(), "other".to_owned()),
-                ("A=B".to_owned(), "x".to_owned()),
-            ]
-            .into_iter()
-            .collect(),
-            memory_mb: 128,
-            timeout_ms: 3000,
-        };
-        let env = native_environment(
-            super::super::confine::fresh_environment(RuntimeKind::Native),
-            &assignment,
-        );
-        assert!(env.contains(&"GREETING=hi".to_owned()));
-        assert!(env.contains(&"PATH=/usr/local/bin:/usr/bin:/bin".to_owned()));
-        assert!(!env
-            .iter()
-            .any(|e| e == "PATH=/evil" || e == "SPROUT_FUNCTION=other" || e.starts_with("A=B")));
-        assert!(env.contains(&"SPROUT_FUNCTION=hello".to_owned()));
-        assert!(env.contains(&"SPROUT_FUNCTION_VERSION=3".to_owned()));
-        assert!(env.contains(&"SPROUT_TIMEOUT_MS=3000".to_owned()));
-    }
 }

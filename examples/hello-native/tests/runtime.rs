@@ -20,7 +20,9 @@ fn start() -> RuntimeProcess {
         timeout_ms: 5000,
     };
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootstrap"));
-    cmd.env_clear().envs(assignment.runtime_env());
+    let env = assignment.runtime_env(Vec::new());
+    cmd.env_clear()
+        .envs(env.iter().filter_map(|kv| kv.split_once('=')));
     let mut rt = RuntimeProcess::spawn(cmd, 1 << 16).unwrap();
     assert_eq!(rt.wait_message(WAIT).unwrap(), RuntimeMessage::InitOk);
     rt
