@@ -105,7 +105,8 @@ fn build_noop_native() -> PathBuf {
         .expect("run cargo");
     assert!(
         output.status.success(),
-        "building the no-op native function failed"
+        "building the no-op native function failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
