@@ -47,6 +47,8 @@ pub fn run(config: DaemonConfig) -> anyhow::Result<()> {
     result
 }
 
+/// Longest a pool refill waits for cold starts in flight to finish.
+const REFILL_PATIENCE: Duration = Duration::from_secs(1);
 /// How often the housekeeping tick runs.
 const TICK: Duration = Duration::from_millis(250);
 /// A sandbox that has not reported READY (or INIT_OK) by then is killed.
@@ -87,6 +89,8 @@ pub(crate) struct Daemon {
     /// The pool fell short: refill once the loop has nothing else to do,
     /// so creating sandboxes never delays an answer.
     refill_wanted: bool,
+    /// When the pool was first found short and not yet refilled.
+    refill_wanted_since: Option<Instant>,
     stopping: bool,
     trace_ids: crate::trace::TraceIds,
     spans: crate::trace::SpanStore,
@@ -106,9 +110,10 @@ impl Daemon {
         let mut completions: Vec<Completion> = Vec::with_capacity(64);
         while !self.stopping {
             completions.clear();
-            let timeout = self.refill_wanted.then_some(Duration::ZERO);
-            self.reactor.wait(&mut completions, timeout)?;
-            if completions.is_empty() && self.refill_wanted {
+            let refill = self.refill_due();
+            self.reactor
+                .wait(&mut completions, refill.then_some(Duration::ZERO))?;
+            if completions.is_empty() && refill {
                 self.refill_wanted = false;
                 self.refill_pool();
             }
@@ -117,6 +122,21 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// Refill the pool now? Only when it is short and no cold start is in
+    /// flight: creating a sandbox takes the loop milliseconds, and a cold
+    /// start waiting for its runtime's INIT_OK would wait for that too.
+    /// A refill held back longer than [`REFILL_PATIENCE`] goes ahead anyway.
+    fn refill_due(&mut self) -> bool {
+        if !self.refill_wanted {
+            self.refill_wanted_since = None;
+            return false;
+        }
+        let since = *self.refill_wanted_since.get_or_insert_with(Instant::now);
+        let cold_start_in_flight =
+            self.pool.any_starting() || self.functions.values().any(|f| f.queue.queued() > 0);
+        !cold_start_in_flight || since.elapsed() > REFILL_PATIENCE
     }
 
     fn dispatch(&mut self, completion: Completion) {

@@ -89,6 +89,7 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
         next_invocation: 1,
         refill_after: Instant::now(),
         refill_wanted: true,
+        refill_wanted_since: None,
         stopping: false,
         trace_ids: Default::default(),
         spans: crate::trace::SpanStore::new(trace_capacity),

@@ -307,6 +307,11 @@ impl Pool {
         self.slots.len()
     }
 
+    /// Whether some sandbox is still loading the function it was given.
+    pub fn any_starting(&self) -> bool {
+        self.slots.values().any(Slot::is_starting)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
