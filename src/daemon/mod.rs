@@ -125,8 +125,9 @@ impl Daemon {
     }
 
     /// Refill the pool now? Only when it is short and no cold start is in
-    /// flight: creating a sandbox takes the loop milliseconds, and a cold
-    /// start waiting for its runtime's INIT_OK would wait for that too.
+    /// flight (loading its function or running its first invocation):
+    /// creating a sandbox takes the loop a millisecond or more, and the cold
+    /// start would wait for that too.
     /// A refill held back longer than [`REFILL_PATIENCE`] goes ahead anyway.
     fn refill_due(&mut self) -> bool {
         if !self.refill_wanted {
@@ -135,7 +136,7 @@ impl Daemon {
         }
         let since = *self.refill_wanted_since.get_or_insert_with(Instant::now);
         let cold_start_in_flight =
-            self.pool.any_starting() || self.functions.values().any(|f| f.queue.queued() > 0);
+            self.pool.any_cold() || self.functions.values().any(|f| f.queue.queued() > 0);
         !cold_start_in_flight || since.elapsed() > REFILL_PATIENCE
     }
 

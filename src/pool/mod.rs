@@ -307,9 +307,12 @@ impl Pool {
         self.slots.len()
     }
 
-    /// Whether some sandbox is still loading the function it was given.
-    pub fn any_starting(&self) -> bool {
-        self.slots.values().any(Slot::is_starting)
+    /// Whether a cold start is under way: a sandbox is still loading the
+    /// function it was given, or running its first invocation.
+    pub fn any_cold(&self) -> bool {
+        self.slots
+            .values()
+            .any(|s| s.is_starting() || (matches!(s.phase, Phase::Busy(_)) && s.served == 0))
     }
 
     pub fn is_empty(&self) -> bool {
