@@ -226,14 +226,7 @@ fn control_calls_round_trip_and_remote_errors_are_typed() {
         runtime: "python".into(),
         handler: Some("app.handler".into()),
         code: "/srv/hello".into(),
-        memory_mb: None,
-        timeout_secs: None,
-        env: BTreeMap::new(),
-        concurrency: None,
-        max_queue: None,
-        idle_timeout_secs: None,
-        affinity_mode: None,
-        prewarm_callees: None,
+        ..Default::default()
     };
     assert_eq!(client.deploy(&spec).unwrap().name, "hello");
     let names: Vec<_> = client.list().unwrap().into_iter().map(|f| f.name).collect();

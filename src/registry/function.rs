@@ -240,14 +240,7 @@ mod tests {
             runtime: runtime.into(),
             handler: handler.map(Into::into),
             code: "/nonexistent".into(),
-            memory_mb: None,
-            timeout_secs: None,
-            env: BTreeMap::new(),
-            concurrency: None,
-            max_queue: None,
-            idle_timeout_secs: None,
-            affinity_mode: None,
-            prewarm_callees: None,
+            ..Default::default()
         }
     }
 

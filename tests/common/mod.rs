@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -222,14 +221,7 @@ pub fn python_spec(name: &str, handler: &str) -> DeploySpec {
         runtime: "python".into(),
         handler: Some(handler.into()),
         code: fixtures().join("pyfuncs"),
-        memory_mb: None,
-        timeout_secs: None,
-        env: BTreeMap::new(),
-        concurrency: None,
-        max_queue: None,
-        idle_timeout_secs: None,
-        affinity_mode: None,
-        prewarm_callees: None,
+        ..Default::default()
     }
 }
 
@@ -273,14 +265,7 @@ pub fn native_spec(name: &str) -> DeploySpec {
         runtime: "native".into(),
         handler: None,
         code: native_code_dir(),
-        memory_mb: None,
-        timeout_secs: None,
-        env: BTreeMap::new(),
-        concurrency: None,
-        max_queue: None,
-        idle_timeout_secs: None,
-        affinity_mode: None,
-        prewarm_callees: None,
+        ..Default::default()
     }
 }
 
