@@ -123,7 +123,9 @@ impl Daemon {
             .ring
             .send_call_result(call_id, meta.as_bytes(), &result)
         {
-            tracing::warn!(sandbox, %err, "ring refused a call result");
+            if let Some(suppressed) = super::log_limit::admit() {
+                tracing::warn!(sandbox, suppressed, %err, "ring refused a call result");
+            }
             self.pool.kill(sandbox, KillReason::RingViolation);
             self.fail(
                 caller,

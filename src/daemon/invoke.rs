@@ -326,7 +326,9 @@ impl Daemon {
             Op::Timeout { after: timeout },
         );
         if let Err(err) = sent {
-            tracing::warn!(sandbox, %err, "ring refused an invocation");
+            if let Some(suppressed) = super::log_limit::admit() {
+                tracing::warn!(sandbox, suppressed, %err, "ring refused an invocation");
+            }
             self.pool.kill(sandbox, KillReason::RingViolation);
             self.fail(
                 id,

@@ -191,10 +191,13 @@ impl Daemon {
             otlp.flush();
         }
         for id in self.pool.stuck_booting(BOOT_LIMIT) {
-            tracing::warn!(
-                sandbox = id,
-                "sandbox did not finish starting in time, killing it"
-            );
+            if let Some(suppressed) = log_limit::admit() {
+                tracing::warn!(
+                    sandbox = id,
+                    suppressed,
+                    "sandbox did not finish starting in time, killing it"
+                );
+            }
             self.pool.kill(id, crate::pool::KillReason::BootTimeout);
         }
         self.refill_wanted = true;

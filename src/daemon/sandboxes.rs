@@ -381,7 +381,9 @@ impl Daemon {
         }
         tracing::debug!(sandbox = id, killed = ?slot.killed, "sandbox exited");
         if let Err(err) = slot.sandbox.destroy() {
-            tracing::warn!(sandbox = id, %err, "sandbox teardown incomplete");
+            if let Some(suppressed) = log_limit::admit() {
+                tracing::warn!(sandbox = id, suppressed, %err, "sandbox teardown incomplete");
+            }
         }
         self.refill_wanted = true;
     }
