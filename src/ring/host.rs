@@ -136,17 +136,7 @@ impl HostRing {
     /// requests (the daemon sends one at a time, so that is a bug or a
     /// stuck runtime); `TooLarge` if meta and payload cannot fit the ring.
     pub fn send_invoke(&mut self, id: u64, meta: &[u8], payload: &[u8]) -> Result<(), RingError> {
-        let meta_len = u32::try_from(meta.len()).map_err(|_| RingError::TooLarge {
-            len: meta.len(),
-            limit: self.requests.region().max_body(),
-        })?;
-        self.requests.push(
-            &self.map,
-            kind::INVOKE,
-            id,
-            &[&meta_len.to_le_bytes(), meta, payload],
-        )?;
-        ring_bell(self.request_bell.as_fd(), "request")
+        self.send_with_meta(kind::INVOKE, id, meta, payload)
     }
 
     /// Push a CALL_RESULT (`[u32 meta_len][meta][result]`) for the
@@ -157,16 +147,23 @@ impl HostRing {
         meta: &[u8],
         result: &[u8],
     ) -> Result<(), RingError> {
+        self.send_with_meta(kind::CALL_RESULT, call_id, meta, result)
+    }
+
+    /// Push a `[u32 meta_len][meta][body]` record and ring the request bell.
+    fn send_with_meta(
+        &mut self,
+        kind: u16,
+        id: u64,
+        meta: &[u8],
+        body: &[u8],
+    ) -> Result<(), RingError> {
         let meta_len = u32::try_from(meta.len()).map_err(|_| RingError::TooLarge {
             len: meta.len(),
             limit: self.requests.region().max_body(),
         })?;
-        self.requests.push(
-            &self.map,
-            kind::CALL_RESULT,
-            call_id,
-            &[&meta_len.to_le_bytes(), meta, result],
-        )?;
+        self.requests
+            .push(&self.map, kind, id, &[&meta_len.to_le_bytes(), meta, body])?;
         ring_bell(self.request_bell.as_fd(), "request")
     }
 
