@@ -481,8 +481,103 @@ fn prewarm_callees_takes_cold_starts_off_the_critical_path(backend: &str) {
     }
 }
 
+/// A native function (examples/hello-native) calling another one
+/// synchronously and a third fire-and-forget through the native runtime's
+/// ring, in real sandboxes.
+fn native_nested_calls(backend: &str) {
+    let daemon = Daemon::start(backend);
+    let client = daemon.client();
+    for name in ["na", "nb", "nc"] {
+        client.deploy(&native_spec(name)).expect("deploy");
+    }
+    let event = json!({
+        "name": "a",
+        "call": {"function": "nb", "event": {"name": "b"}},
+        "start": {"function": "nc", "event": {"name": "c"}},
+    });
+    let response = client
+        .invoke("na", event.to_string().as_bytes())
+        .expect("invoke");
+    assert!(response.error.is_none(), "{:?}", response.error);
+    let a = json(&response.result);
+    let b = &a["called"];
+    // The callee's result came back through the caller.
+    assert_eq!(
+        (&a["message"], &b["message"], &b["function"]),
+        (&json!("Hello, a!"), &json!("Hello, b!"), &json!("nb"))
+    );
+    // The callee ran in the caller's trace, one level down, its parent the
+    // caller's invocation.
+    let trace = a["trace_id"].as_str().expect("a trace id");
+    assert_eq!(trace.len(), 32);
+    assert_eq!(b["trace_id"], a["trace_id"]);
+    assert_eq!((&a["parent_id"], &a["depth"]), (&Value::Null, &json!(0)));
+    assert_eq!(
+        (&b["parent_id"], &b["depth"]),
+        (&a["request_id"], &json!(1))
+    );
+    let caller = response.invocation_id;
+    assert_eq!(a["request_id"], json!(caller.to_string()));
+    let called: u64 = b["request_id"].as_str().unwrap().parse().unwrap();
+    let started = a["started"].as_u64().expect("the started callee's id");
+    // The recorded tree, once the detached callee finished on its own.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let report = client.trace(caller).expect("trace");
+        if report.spans.len() == 3 {
+            break report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tree never completed: {report:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(report.trace_id, trace);
+    let spans: Vec<_> = report
+        .spans
+        .iter()
+        .map(|s| {
+            (
+                s.invocation_id,
+                s.function.as_str(),
+                s.parent_id,
+                s.depth,
+                s.detached,
+                s.error,
+            )
+        })
+        .collect();
+    assert_eq!(
+        spans,
+        [
+            (caller, "na", None, 0, false, None),
+            (called, "nb", Some(caller), 1, false, None),
+            (started, "nc", Some(caller), 1, true, None),
+        ]
+    );
+    assert!(report.spans.iter().all(|s| s.trace_id == trace));
+    // A call the daemon refuses surfaces in the caller as an error naming
+    // the refusal.
+    let response = client
+        .invoke(
+            "na",
+            json!({"call": {"function": "nobody"}})
+                .to_string()
+                .as_bytes(),
+        )
+        .expect("invoke");
+    let error = response.error.expect("calling nobody must fail");
+    assert_eq!(error.kind, ErrorKind::FunctionError);
+    assert!(
+        error.message.contains("NotFound") && error.message.contains("no function named nobody"),
+        "{error}"
+    );
+}
+
 on_both_backends!(
     three_level_tree,
+    native_nested_calls,
     otlp_export_of_a_call_tree,
     otlp_collector_down_is_counted,
     prewarm_callees_takes_cold_starts_off_the_critical_path,
