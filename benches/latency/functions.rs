@@ -44,7 +44,10 @@ impl Functions {
     pub fn prepare(work: &Path) -> Functions {
         let native_dir = work.join("noop-native");
         std::fs::create_dir_all(&native_dir).expect("create the native code dir");
-        install_stripped(&build_noop_native(), &native_dir.join("bootstrap"));
+        install_stripped(
+            &build_bench_executable("noop-native"),
+            &native_dir.join("bootstrap"),
+        );
         let python_dir = work.join("noop-python");
         std::fs::create_dir_all(&python_dir).expect("create the python code dir");
         let functions = repo().join("benches/functions");
@@ -88,15 +91,16 @@ impl Functions {
     }
 }
 
-/// `cargo bench --no-run --bench noop-native`, and the executable it made.
-fn build_noop_native() -> PathBuf {
+/// `cargo bench --no-run --bench TARGET` (a function the bench deploys),
+/// and the executable it made.
+pub fn build_bench_executable(target: &str) -> PathBuf {
     let output = Command::new(env!("CARGO"))
         .args([
             "bench",
             "--no-run",
             "-q",
             "--bench",
-            "noop-native",
+            target,
             "--message-format",
             "json-render-diagnostics",
         ])
@@ -105,21 +109,21 @@ fn build_noop_native() -> PathBuf {
         .expect("run cargo");
     assert!(
         output.status.success(),
-        "building the no-op native function failed:\n{}",
+        "building the {target} function failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["target"]["name"] == "noop-native")
+        .filter(|m| m["target"]["name"] == target)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo named the noop-native executable")
+        .unwrap_or_else(|| panic!("cargo named no {target} executable"))
 }
 
 /// Copy `from` to `to` without its debug info (the bench profile keeps it,
 /// and a 50 MB function would make every deploy copy 50 MB); a plain copy
 /// where `strip` is missing.
-fn install_stripped(from: &Path, to: &Path) {
+pub fn install_stripped(from: &Path, to: &Path) {
     let stripped = Command::new("strip")
         .args(["--strip-debug", "-o"])
         .arg(to)

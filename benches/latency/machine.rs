@@ -116,6 +116,16 @@ pub fn targets(r: &Results) -> Value {
         warm,
         r.floor_p50(SMALL).map(|f| 3.0 * f),
     );
+    for runtime in Runtime::ALL {
+        check(
+            format!(
+                "nested warm {} call, {SMALL} B, under 2x the top-level warm invoke",
+                runtime.as_str()
+            ),
+            crate::nested::p50(r, runtime),
+            r.warm_p50(runtime, SMALL).map(|w| 2.0 * w),
+        );
+    }
     check(
         "cold start from the pool, native, under 2 ms".into(),
         r.cold_pool_p50(Runtime::Native),

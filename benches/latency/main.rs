@@ -6,7 +6,9 @@
 //! In one run, on one machine:
 //! 1. the floor: a Unix-socket ping-pong between two processes;
 //! 2. warm round trips through a real daemon (client library -> daemon ->
-//!    runtime -> client), native and python, 64 B / 4 KiB / 1 MiB;
+//!    runtime -> client), native and python, 64 B / 4 KiB / 1 MiB, and a
+//!    warm nested call (a handler invoking the warm function through its
+//!    runtime, over its ring; see `nested.rs`);
 //! 3. cold starts of just-deployed functions, from the pool and with the
 //!    pool empty;
 //! 4. the same no-op function started per request by fork+exec, bwrap,
@@ -24,6 +26,7 @@ mod floor;
 mod functions;
 mod machine;
 mod markdown;
+mod nested;
 mod peers;
 mod plot;
 mod pool_memory;
@@ -149,6 +152,8 @@ fn main() {
         .expect("work dir");
     progress("building the no-op native function");
     let functions = Functions::prepare(work.path());
+    progress("building the nested-call caller");
+    let callers = nested::Callers::prepare(work.path());
     let mut results = Results::default();
 
     progress("starting daemons and preparing peers");
@@ -182,6 +187,7 @@ fn main() {
         let first = warm_client.invoke(&name, b"{}").expect("first invoke");
         assert!(first.error.is_none() && first.cold, "{:?}", first.error);
     }
+    callers.deploy(&warm_client);
     let per_size = |size: usize| {
         if size >= 1 << 20 {
             settings.warm_large
@@ -197,6 +203,9 @@ fn main() {
         for runtime in Runtime::ALL {
             sprout_runs::warm(&warm_client, &format!("warm-{}", runtime.as_str()), p, n);
         }
+    }
+    for runtime in Runtime::ALL {
+        nested::sample(&warm_client, runtime, settings.warm_small / 4);
     }
     for runtime in Runtime::ALL {
         assert!(pool_daemon.wait_pooled(runtime.as_str(), 2, Duration::from_secs(60)));
@@ -231,6 +240,14 @@ fn main() {
                     .or_default()
                     .push_repeat(samples);
             }
+        }
+        for runtime in Runtime::ALL {
+            let samples = nested::sample(&warm_client, runtime, settings.warm_small);
+            results
+                .nested
+                .entry(runtime)
+                .or_default()
+                .push_repeat(samples);
         }
         for runtime in Runtime::ALL {
             let (mut pooled, mut empty) = (Vec::new(), Vec::new());

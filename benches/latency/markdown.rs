@@ -12,7 +12,7 @@ use crate::results::{size_label, Results, SMALL};
 use crate::stats::{Samples, Summary};
 
 /// Microseconds as µs below 10 ms, else ms.
-fn t(us: f64) -> String {
+pub fn t(us: f64) -> String {
     if us >= 10_000.0 {
         format!("{:.1} ms", us / 1000.0)
     } else if us >= 1000.0 {
@@ -23,7 +23,7 @@ fn t(us: f64) -> String {
 }
 
 /// A percentile, in italics when too few samples lie beyond it.
-fn q(s: &Summary, quantile: f64, value: f64) -> String {
+pub fn q(s: &Summary, quantile: f64, value: f64) -> String {
     if s.enough_for(quantile) {
         t(value)
     } else {
@@ -93,6 +93,8 @@ pub fn render(r: &Results, machine: &Value, targets: &Value, repeats: usize) -> 
             }
         }
     }
+
+    crate::nested::markdown(r, &mut md);
 
     let _ = writeln!(
         md,

@@ -27,6 +27,8 @@ pub struct Results {
     /// (runtime, in flight, connections, invocations per second)
     pub throughput: Vec<(Runtime, usize, usize, f64)>,
     pub pool: Vec<PoolFigures>,
+    /// Nested warm calls of the echo function, timed by the caller.
+    pub nested: BTreeMap<Runtime, Samples>,
 }
 
 pub fn size_label(size: usize) -> String {
@@ -121,6 +123,8 @@ impl Results {
                 }
             }
         }
+
+        crate::nested::print(self);
 
         println!(
             "\n== cold start and per-request peers, {} payload, no-op handler (microseconds; \
@@ -230,6 +234,9 @@ impl Results {
                 s.summary(),
             );
         }
+        for (rt, s) in &self.nested {
+            consider(format!("nested call {}", rt.as_str()), s.summary());
+        }
         for (rt, s) in &self.cold_pool {
             consider(format!("cold pool {}", rt.as_str()), s.summary());
         }
@@ -255,6 +262,7 @@ impl Results {
                 "ratio_p50_to_floor": self.warm_p50(*rt, *size)
                     .zip(self.floor_p50(*size)).map(|(w, f)| w / f),
             })).collect::<Vec<_>>(),
+            "nested_call": crate::nested::to_json(self),
             "cold_from_pool": self.cold_pool.iter().map(|(rt, s)| json!({
                 "runtime": rt.as_str(), "payload_bytes": SMALL, "latency": sum(s),
                 "daemon_total": self.cold_pool_daemon.get(rt).and_then(sum),
