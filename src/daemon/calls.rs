@@ -40,7 +40,7 @@ impl Daemon {
         }
         invocation.calling = Some(call.id);
         let child = invocation.trace.child(caller, self.config.max_call_depth);
-        let wait_until = invocation.deadline.map(call_wait_limit);
+        let wait_until = Some(call_wait_limit(invocation.expires));
         let trace = match child {
             Ok(trace) => trace,
             Err(message) => {

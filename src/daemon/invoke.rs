@@ -3,13 +3,11 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::tokens::Event;
 use super::{Daemon, FnState, QUEUE_ALLOWANCE};
 use crate::pool::{FunctionKey, KillReason, Phase};
 use crate::protocol::{
     DeploySpec, ErrorBody, ErrorKind, FunctionInfo, InvokeRequest, InvokeResponse, Response,
 };
-use crate::reactor::{Completion, Op};
 use crate::scheduler::{Dispatch, InvocationId, Refused, SandboxId};
 use crate::trace::{Span, TraceContext};
 
@@ -28,8 +26,11 @@ pub(super) struct Invocation {
     cold: bool,
     affinity_hit: bool,
     pub(super) trace: TraceContext,
-    /// When the run deadline kills the sandbox (set at dispatch).
-    pub(super) deadline: Option<Instant>,
+    /// When the invocation fails if still unanswered: while queued, the
+    /// end of its wait for a sandbox (Timeout, or Throttled for a nested
+    /// call); once dispatched, its handler's timeout (the sandbox is
+    /// killed). Mirrored in [`Daemon::deadlines`].
+    pub(super) expires: Instant,
     /// The synchronous call this invocation's handler waits on (its id in
     /// the runtime's numbering), if any.
     pub(super) calling: Option<u64>,
@@ -226,16 +227,13 @@ impl Daemon {
                 cold: false,
                 affinity_hit: false,
                 trace,
-                deadline: None,
+                expires: now + wait,
                 calling: None,
                 acquire_us: 0,
                 init_us: 0,
             },
         );
-        self.reactor.submit(
-            Event::QueueDeadline(id).token(),
-            Op::Timeout { after: wait },
-        );
+        self.deadlines.insert((now + wait, id));
         self.pump(&key);
         if prewarm {
             self.prewarm_callees(&key.0);
@@ -301,7 +299,9 @@ impl Daemon {
         let payload = std::mem::take(&mut invocation.payload);
         let now = Instant::now();
         invocation.dispatched = Some(now);
-        invocation.deadline = Some(now + timeout);
+        self.deadlines.remove(&(invocation.expires, id));
+        invocation.expires = now + timeout;
+        self.deadlines.insert((invocation.expires, id));
         invocation.sandbox = Some(sandbox);
         invocation.cold = slot.is_cold_for(invocation.accepted);
         if invocation.cold {
@@ -320,11 +320,6 @@ impl Daemon {
         }
         slot.phase = Phase::Busy(id);
         let sent = slot.ring.send_invoke(id, meta.as_bytes(), &payload);
-        self.reactor.cancel(Event::QueueDeadline(id).token());
-        self.reactor.submit(
-            Event::RunDeadline(id).token(),
-            Op::Timeout { after: timeout },
-        );
         if let Err(err) = sent {
             if let Some(suppressed) = super::log_limit::admit() {
                 tracing::warn!(sandbox, suppressed, %err, "ring refused an invocation");
@@ -383,13 +378,10 @@ impl Daemon {
             return;
         };
         let now = Instant::now();
-        match invocation.dispatched {
-            Some(_) => self.reactor.cancel(Event::RunDeadline(id).token()),
-            None => {
-                self.reactor.cancel(Event::QueueDeadline(id).token());
-                if let Some(state) = self.functions.get_mut(&invocation.key) {
-                    state.queue.withdraw(id);
-                }
+        self.deadlines.remove(&(invocation.expires, id));
+        if invocation.dispatched.is_none() {
+            if let Some(state) = self.functions.get_mut(&invocation.key) {
+                state.queue.withdraw(id);
             }
         }
         if let Some(error) = &error {
@@ -467,41 +459,49 @@ impl Daemon {
         self.spans.record(span);
     }
 
-    pub(super) fn on_queue_deadline(&mut self, id: InvocationId, completion: Completion) {
-        if completion.result.is_err() {
-            return; // cancelled: the invocation was dispatched or answered
-        }
-        let queued = self
-            .invocations
-            .get(&id)
-            .is_some_and(|i| i.dispatched.is_none());
-        if queued {
-            let invocation = &self.invocations[&id];
-            let waited = invocation.accepted.elapsed().as_millis();
-            let (kind, message) = match invocation.origin {
-                // The caller's deadline came first: its callee's sandboxes
-                // may all be held by callers waiting like it (a deadlock).
-                Origin::Call { .. } => (
-                    ErrorKind::Throttled,
-                    format!(
-                        "no sandbox of {} became free within {waited} ms, before the caller's \
-                         deadline (its concurrency may be held by its own callers)",
-                        invocation.key.0
-                    ),
-                ),
-                _ => (
-                    ErrorKind::Timeout,
-                    format!("no sandbox became free within {waited} ms"),
-                ),
-            };
-            self.fail(id, kind, message);
+    /// Fail every invocation whose deadline has passed.
+    pub(super) fn expire_deadlines(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            match self.invocations.get(&id).map(|i| i.dispatched) {
+                Some(None) => self.on_queue_deadline(id),
+                Some(Some(_)) => self.on_run_deadline(id),
+                None => {}
+            }
         }
     }
 
-    pub(super) fn on_run_deadline(&mut self, id: InvocationId, completion: Completion) {
-        if completion.result.is_err() {
+    /// A queued invocation found no sandbox in time.
+    fn on_queue_deadline(&mut self, id: InvocationId) {
+        let Some(invocation) = self.invocations.get(&id) else {
             return;
-        }
+        };
+        let waited = invocation.accepted.elapsed().as_millis();
+        let (kind, message) = match invocation.origin {
+            // The caller's deadline came first: its callee's sandboxes
+            // may all be held by callers waiting like it (a deadlock).
+            Origin::Call { .. } => (
+                ErrorKind::Throttled,
+                format!(
+                    "no sandbox of {} became free within {waited} ms, before the caller's \
+                     deadline (its concurrency may be held by its own callers)",
+                    invocation.key.0
+                ),
+            ),
+            _ => (
+                ErrorKind::Timeout,
+                format!("no sandbox became free within {waited} ms"),
+            ),
+        };
+        self.fail(id, kind, message);
+    }
+
+    /// A handler ran past its timeout: kill its sandbox.
+    fn on_run_deadline(&mut self, id: InvocationId) {
         let Some(invocation) = self.invocations.get(&id) else {
             return;
         };

@@ -22,7 +22,7 @@ mod setup;
 mod stats;
 mod tokens;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -75,6 +75,10 @@ pub(crate) struct Daemon {
     pool: Pool,
     functions: HashMap<FunctionKey, FnState>,
     invocations: HashMap<InvocationId, Invocation>,
+    /// Every invocation's [`Invocation::expires`], earliest first. Kept
+    /// here rather than as one kernel timer per invocation: the loop's wait
+    /// ends at the first, and an answered invocation just leaves the set.
+    deadlines: BTreeSet<(Instant, InvocationId)>,
     conns: HashMap<u64, Conn>,
     /// Per function name, across its versions.
     counters: HashMap<String, FnCounters>,
@@ -111,8 +115,12 @@ impl Daemon {
         while !self.stopping {
             completions.clear();
             let refill = self.refill_due();
-            self.reactor
-                .wait(&mut completions, refill.then_some(Duration::ZERO))?;
+            let timeout = match self.deadlines.first() {
+                _ if refill => Some(Duration::ZERO),
+                Some(&(at, _)) => Some(at.saturating_duration_since(Instant::now())),
+                None => None,
+            };
+            self.reactor.wait(&mut completions, timeout)?;
             if completions.is_empty() && refill {
                 self.refill_wanted = false;
                 self.refill_pool();
@@ -120,6 +128,7 @@ impl Daemon {
             for completion in completions.drain(..) {
                 self.dispatch(completion);
             }
+            self.expire_deadlines();
         }
         Ok(())
     }
@@ -153,8 +162,6 @@ impl Daemon {
             Event::ConnWrite(id) => self.on_conn_write(id, completion),
             Event::Bell(id) => self.on_bell(id, completion),
             Event::Exit(id) => self.on_exit(id),
-            Event::QueueDeadline(id) => self.on_queue_deadline(id, completion),
-            Event::RunDeadline(id) => self.on_run_deadline(id, completion),
         }
     }
 

@@ -95,6 +95,7 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
         spans: crate::trace::SpanStore::new(trace_capacity),
         otlp,
         prewarmed: Default::default(),
+        deadlines: Default::default(),
     };
     let deployed: Vec<Function> = daemon.registry.list().cloned().collect();
     for function in deployed {

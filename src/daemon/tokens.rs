@@ -18,10 +18,6 @@ pub enum Event {
     Bell(u64),
     /// A sandbox's pidfd became readable: it exited.
     Exit(u64),
-    /// An invocation waited in its queue past its deadline.
-    QueueDeadline(u64),
-    /// An invocation's handler ran past its timeout.
-    RunDeadline(u64),
 }
 
 const ID_BITS: u32 = 56;
@@ -37,8 +33,6 @@ impl Event {
             Event::ConnWrite(id) => (5, id),
             Event::Bell(id) => (6, id),
             Event::Exit(id) => (7, id),
-            Event::QueueDeadline(id) => (8, id),
-            Event::RunDeadline(id) => (9, id),
         };
         debug_assert!(id <= ID_MASK, "id {id} does not fit a token");
         (tag << ID_BITS) | (id & ID_MASK)
@@ -54,8 +48,6 @@ impl Event {
             5 => Event::ConnWrite(id),
             6 => Event::Bell(id),
             7 => Event::Exit(id),
-            8 => Event::QueueDeadline(id),
-            9 => Event::RunDeadline(id),
             _ => return None,
         })
     }
@@ -75,8 +67,6 @@ mod tests {
             Event::ConnWrite(ID_MASK),
             Event::Bell(1),
             Event::Exit(2),
-            Event::QueueDeadline(3),
-            Event::RunDeadline(4),
         ];
         for event in events {
             assert_eq!(Event::from_token(event.token()), Some(event));
