@@ -84,6 +84,11 @@ pub struct ServeArgs {
     /// collector cannot take.
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Leave the host's cgroup2 root flags alone. By default sprout sets
+    /// favordynmods on it (Linux 6.0+), without which moving each new
+    /// sandbox into its cgroups waits for an RCU grace period (~10 ms).
+    #[arg(long)]
+    pub keep_cgroup_flags: bool,
 }
 
 /// Where the daemon listens; every client command takes it.

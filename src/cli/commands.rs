@@ -26,6 +26,7 @@ pub fn serve(args: ServeArgs) -> Rendered {
         max_call_depth: args.max_call_depth,
         trace_capacity: args.trace_capacity,
         otlp_endpoint: args.otlp_endpoint,
+        favor_cgroup_moves: !args.keep_cgroup_flags,
     };
     match crate::daemon::run(config) {
         Ok(()) => Rendered::default(),

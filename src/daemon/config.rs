@@ -29,6 +29,10 @@ pub struct DaemonConfig {
     /// Export every span to this OTLP/HTTP collector
     /// (`http://host:port/v1/traces`).
     pub otlp_endpoint: Option<String>,
+    /// Set favordynmods on the cgroup2 root at start-up, so that moving a
+    /// new sandbox into its cgroups does not wait for an RCU grace period
+    /// (see `sandbox::cgroup::favor_dynamic_moves`).
+    pub favor_cgroup_moves: bool,
 }
 
 impl DaemonConfig {

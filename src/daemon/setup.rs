@@ -18,6 +18,7 @@ use super::{Daemon, DaemonConfig, FnState};
 use crate::pool::{Pool, Shape, Sizing};
 use crate::reactor::Reactor;
 use crate::registry::{Function, Registry};
+use crate::sandbox::cgroup::{favor_dynamic_moves, Favor};
 use crate::sandbox::{RuntimeKind, SandboxEnv};
 use crate::scheduler::FunctionQueue;
 
@@ -36,6 +37,9 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
     tracing::info!(state_dir = %state_dir.display(), instance, "starting");
 
     let env = SandboxEnv::prepare(&state_dir, &instance).context("prepare sandboxes")?;
+    if config.favor_cgroup_moves {
+        favor_cgroup_moves(&state_dir);
+    }
     match env.cleanup_leftovers() {
         Ok(0) => {}
         Ok(n) => tracing::info!(count = n, "removed sandboxes left by an earlier run"),
@@ -176,6 +180,22 @@ fn lock_state_dir(state_dir: &Path) -> anyhow::Result<Flock<fs::File>> {
             state_dir.display()
         )
     })
+}
+
+/// Make moving new sandboxes into their cgroups cheap (a warning if the
+/// kernel cannot: sandboxes still start, each a few milliseconds later).
+fn favor_cgroup_moves(state_dir: &Path) {
+    match favor_dynamic_moves(&state_dir.join("cgroup2-scratch")) {
+        Ok(Favor::AlreadySet) => tracing::debug!("the cgroup2 root favors dynamic moves already"),
+        Ok(Favor::Set { options }) => tracing::info!(
+            %options,
+            "set favordynmods on the cgroup2 root (sandboxes move into their cgroups without an RCU grace period; --keep-cgroup-flags leaves it alone)"
+        ),
+        Err(err) => tracing::warn!(
+            error = %format!("{:#}", anyhow::Error::from(err)),
+            "could not set favordynmods on the cgroup2 root"
+        ),
+    }
 }
 
 /// Names a daemon's cgroups from its (canonical) state directory: stable,

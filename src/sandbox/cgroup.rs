@@ -24,10 +24,13 @@ use cgroups_rs::fs::Controllers;
 
 #[path = "cgroup_fs.rs"]
 mod cgroup_fs;
+#[path = "cgroup_moves.rs"]
+mod cgroup_moves;
 use cgroup_fs::{
     check_name, enable_controllers, kill_and_drain, mkdir, read_keyed, read_procs, read_u64,
     remove_tree, rmdir_retry, subdirs, write_limit, write_optional,
 };
+pub use cgroup_moves::{favor_dynamic_moves, Favor, FavorError};
 
 /// The controllers every sandbox cgroup gets.
 const CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
