@@ -17,15 +17,15 @@ read/write are full barriers) for the rest. On a weakly ordered CPU this
 file would need real fences.
 """
 
+import _json
+import _socket
+import array
 import importlib
-import json
 import mmap
 import os
-import socket
 import struct
 import sys
 import time
-import traceback
 
 RING_FD, REQUEST_BELL_FD, RESPONSE_BELL_FD, CONTROL_FD = 3, 4, 5, 6
 
@@ -46,6 +46,53 @@ _U32 = struct.Struct("<I")
 
 # How long a push waits for the daemon to drain a full response ring.
 FULL_WAIT_S = 10.0
+
+
+# JSON through CPython's C accelerator (`_json`, what `json` itself runs
+# on), with json.loads' and json.dumps' defaults: importing `json` pulls in
+# `re` and `enum`, which would double the runtime's start-up (an empty-pool
+# cold start waits for all of it). Handlers import `json` as usual.
+class _JsonContext:
+    """The settings `_json`'s scanner reads, as json.loads has them."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
+
+
+_json_scan = _json.make_scanner(_JsonContext)
+_JSON_SPACE = " \t\n\r"
+
+
+def json_loads(data):
+    """json.loads of UTF-8 bytes or str; ValueError on bad JSON."""
+    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    try:
+        value, end = _json_scan(text, start)
+        if not text[end:].strip(_JSON_SPACE):
+            return value
+    # The scanner's errors need `json.decoder` loaded (SystemError without).
+    except (StopIteration, SystemError, ValueError):
+        pass
+    import json  # malformed: json itself says what is wrong
+
+    return json.loads(text)
+
+
+def _json_unserializable(value):
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+def json_dumps(value):
+    """json_dumps(value): ASCII, ", " and ": " separators, NaN allowed."""
+    encode = _json.make_encoder(
+        {}, _json_unserializable, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+    return "".join(encode(value, 0))
 
 
 class RingError(Exception):
@@ -80,7 +127,7 @@ class Ring:
         """Send a CALL and block for its CALL_RESULT: (meta dict, result bytes)."""
         self.calls += 1
         call_id = self.calls
-        meta = json.dumps({"function": function, "async": detached}).encode()
+        meta = json_dumps({"function": function, "async": detached}).encode()
         body = _U32.pack(len(meta)) + meta + payload
         if len(body) > self.max_body:
             raise InvokeError("TooLarge", f"call of {len(body)} bytes is over the ring's {self.max_body}-byte limit")
@@ -94,7 +141,7 @@ class Ring:
             if kind != CALL_RESULT or ident != call_id:
                 raise RingError(f"message type {kind} for call {ident} while waiting for call {call_id}")
             (meta_len,) = _U32.unpack_from(body, 0)
-            return json.loads(body[4 : 4 + meta_len]), body[4 + meta_len :]
+            return json_loads(body[4 : 4 + meta_len]), body[4 + meta_len :]
 
     # -- request ring (we consume) -----------------------------------------
 
@@ -163,7 +210,7 @@ class Ring:
 
 
 def error_body(error_type, message, stack_trace):
-    return json.dumps({"errorType": error_type, "errorMessage": message, "stackTrace": stack_trace}).encode()
+    return json_dumps({"errorType": error_type, "errorMessage": message, "stackTrace": stack_trace}).encode()
 
 
 def exception_body(exc, skip_frames=0, error_type=None):
@@ -172,6 +219,8 @@ def exception_body(exc, skip_frames=0, error_type=None):
     for _ in range(skip_frames):
         if tb is not None:
             tb = tb.tb_next
+    import traceback  # only on errors: it is slow to import
+
     stack = traceback.format_list(traceback.extract_tb(tb))
     return error_body(error_type or type(exc).__name__, str(exc), stack)
 
@@ -231,7 +280,7 @@ class Context:
         """Invoke function `name` with `event` and wait: its decoded result,
         or InvokeError."""
         meta, result = self._call(name, event, False)
-        return json.loads(result) if result else None
+        return json_loads(result) if result else None
 
     def invoke_async(self, name, event=None):
         """Start function `name` with `event` and do not wait for it: the
@@ -240,7 +289,7 @@ class Context:
         return meta.get("invocation_id", 0)
 
     def _call(self, name, event, detached):
-        meta, result = Context._ring.call(str(name), json.dumps(event).encode(), detached)
+        meta, result = Context._ring.call(str(name), json_dumps(event).encode(), detached)
         if not meta.get("ok"):
             error = meta.get("error") or {}
             raise InvokeError(
@@ -260,16 +309,23 @@ class InitError(Exception):
 
 def receive_assignment():
     """The assignment JSON and the code dir fd from the control socket."""
-    sock = socket.socket(fileno=CONTROL_FD)
+    # `_socket`, not `socket`: the latter imports `enum` and `selectors`.
+    sock = _socket.socket(fileno=CONTROL_FD)
+    fds = array.array("i")
     try:
-        msg, fds, flags, _ = socket.recv_fds(sock, MAX_ASSIGNMENT, 4, socket.MSG_CMSG_CLOEXEC)
+        msg, ancdata, flags, _ = sock.recvmsg(
+            MAX_ASSIGNMENT, _socket.CMSG_SPACE(4 * fds.itemsize), _socket.MSG_CMSG_CLOEXEC
+        )
     finally:
         sock.detach()
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
     if not msg and not fds:
         raise EOFError("control socket closed before an assignment came")
-    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(fds) != 1:
+    if flags & (_socket.MSG_TRUNC | _socket.MSG_CTRUNC) or len(fds) != 1:
         raise RingError(f"bad assignment: {len(fds)} fds, flags {flags:#x}")
-    return json.loads(msg), fds[0]
+    return json_loads(msg), fds[0]
 
 
 def load_handler(assignment, code_fd):
@@ -296,6 +352,8 @@ def load_handler(assignment, code_fd):
             else error_body("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}", [])
         ) from None
     except SyntaxError as exc:
+        import traceback
+
         lines = traceback.format_exception_only(type(exc), exc)
         raise InitError(error_body("Runtime.UserCodeSyntaxError", str(exc), lines)) from None
     except Exception as exc:  # the module's own init code raised
@@ -310,7 +368,7 @@ def load_handler(assignment, code_fd):
 
 def serve(ring, handler, timeout_ms):
     """The warm loop: one invocation at a time, forever."""
-    loads, dumps = json.loads, json.dumps
+    loads, dumps = json_loads, json_dumps
     unpack_u32 = _U32.unpack_from
     pop, push, wait = ring.pop, ring.push, ring.wait
     max_body = ring.max_body

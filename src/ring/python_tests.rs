@@ -38,6 +38,10 @@ def boom(event, context):
 
 def unmarshalable(event, context):
     return {"set": {1, 2}}
+
+def as_json_sees_it(event, context):
+    import json
+    return {"event": event, "dumped": json.dumps(event)}
 "#;
 
 fn bootstrap() -> PathBuf {
@@ -159,6 +163,54 @@ fn python_reports_a_raising_handler_and_carries_on() {
     assert_eq!(kind, "Runtime.UnmarshalError");
     let (kind, _, _) = error_of(rt.invoke(3, b"null", WAIT).unwrap(), 3);
     assert_eq!(kind, "ValueError");
+}
+
+/// The runtime decodes events and encodes results with its own codec on
+/// `_json` (it does not import `json`): both must agree with `json`.
+#[test]
+fn python_runtime_json_agrees_with_the_json_module() {
+    let code = app_dir();
+    let mut rt = start("app.as_json_sees_it", code.path());
+    assert_eq!(rt.wait_message(WAIT).unwrap(), RuntimeMessage::InitOk);
+    let events: [&[u8]; 5] = [
+        br#"{"a": [1, -2, 3.5, 1e300, 123456789012345678901234567890], "b": {"c": null}}"#,
+        "  {\"unicode\": \"é\u{2028}ü ∑ \\\" \\\\ \\n\\u0001\"}\n".as_bytes(),
+        b"[true, false, null, \"\", [], {}]",
+        b"\"just a string\"",
+        b"-0.0",
+    ];
+    for (id, event) in (1..).zip(events) {
+        let RuntimeMessage::Result { id: got, body } = rt.invoke(id, event, WAIT).unwrap() else {
+            panic!("no result for {}", String::from_utf8_lossy(event));
+        };
+        assert_eq!(got, id);
+        let out: Value = serde_json::from_slice(&body).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&body));
+        });
+        let dumped = out["dumped"].as_str().unwrap();
+        // The runtime's encoding of the event is byte for byte json.dumps'.
+        let body = String::from_utf8(body.clone()).unwrap();
+        let expected = format!("{{\"event\": {dumped}, \"dumped\": ");
+        assert!(body.starts_with(&expected), "{body} vs {expected}");
+    }
+    // json's non-standard constants pass both ways too.
+    let out = rt.invoke(8, b"[NaN, Infinity, -Infinity]", WAIT).unwrap();
+    let expected =
+        br#"{"event": [NaN, Infinity, -Infinity], "dumped": "[NaN, Infinity, -Infinity]"}"#;
+    assert_eq!(
+        out,
+        RuntimeMessage::Result {
+            id: 8,
+            body: expected.to_vec()
+        }
+    );
+    // Bad JSON gets json's own message.
+    let (kind, message, _) = error_of(rt.invoke(9, b"{nope", WAIT).unwrap(), 9);
+    assert_eq!(kind, "Runtime.UnmarshalError");
+    assert!(
+        message.contains("Expecting property name enclosed in double quotes"),
+        "{message}"
+    );
 }
 
 #[test]
