@@ -48,11 +48,27 @@ impl Daemon {
     /// Start a daemon keeping `pool` idle sandboxes per runtime, and wait
     /// until it answers.
     pub fn start(work: &Path, pool: usize) -> Daemon {
+        Daemon::start_with(work, pool_flags(pool))
+    }
+
+    /// Start a daemon whose pool adapts between `min` and `max` idle
+    /// sandboxes per runtime, and wait until it answers.
+    pub fn start_adaptive(work: &Path, min: usize, max: usize) -> Daemon {
+        let flags = vec![
+            "--pool-min".into(),
+            min.to_string(),
+            "--pool-max".into(),
+            max.to_string(),
+        ];
+        Daemon::start_with(work, flags)
+    }
+
+    fn start_with(work: &Path, pool_flags: Vec<String>) -> Daemon {
         let dir = tempfile::tempdir_in(work).expect("daemon temp dir");
         let socket = dir.path().join("sprout.sock");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sprout"))
             .arg("serve")
-            .args(pool_flags(pool))
+            .args(pool_flags)
             .arg("--socket")
             .arg(&socket)
             .arg("--state-dir")

@@ -15,7 +15,10 @@
 //!    runc and crun (a peer that cannot run here is reported with why);
 //! 5. warm throughput at 1, 4, 16 and 64 in flight over one connection,
 //!    and 64 over 8 connections;
-//! 6. pool refill rate and memory per idle sandbox.
+//! 6. pool refill rate and memory per idle sandbox;
+//! 7. the time from a pre-trigger to N warm sandboxes, and cold starts
+//!    under a stream of new functions with the pool adapting (see
+//!    `scheduling.rs`).
 //!
 //! Samples are taken in interleaved repeats (each repeat measures every
 //! figure once), so drifting background load shows as noise across the
@@ -31,6 +34,7 @@ mod peers;
 mod plot;
 mod pool_memory;
 mod results;
+mod scheduling;
 mod sprout_runs;
 mod stats;
 
@@ -50,6 +54,9 @@ const SIZES: [usize; 3] = [64, 4 << 10, 1 << 20];
 /// The last throughput point spreads its threads over this many
 /// connections; the others share one.
 const THROUGHPUT_CONNECTIONS: usize = 8;
+/// The pool of the daemon that cold starts from the pool and pre-triggers
+/// run on.
+const POOL: usize = 2;
 
 struct Settings {
     quick: bool,
@@ -65,6 +72,10 @@ struct Settings {
     peer: usize,
     throughput_secs: f64,
     memory_pool: usize,
+    /// Pre-triggers per runtime and count, per repeat.
+    pretrigger: usize,
+    /// Length of one stream of new functions.
+    stream_secs: f64,
 }
 
 impl Settings {
@@ -83,6 +94,8 @@ impl Settings {
             peer: 200,
             throughput_secs: 2.0,
             memory_pool: 8,
+            pretrigger: 10,
+            stream_secs: 4.0,
         };
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -108,6 +121,8 @@ impl Settings {
             s.peer = 2;
             s.throughput_secs = 0.3;
             s.memory_pool = 2;
+            s.pretrigger = 1;
+            s.stream_secs = 0.8;
         }
         s
     }
@@ -123,6 +138,8 @@ impl Settings {
             "throughput_seconds_per_point": self.throughput_secs,
             "memory_pool_size": self.memory_pool,
             "memory_budget_mib": self.budget_mib,
+            "pretrigger_samples_per_repeat": self.pretrigger,
+            "stream_seconds_per_repeat": self.stream_secs,
             "payload_bytes_cold_peers_throughput": SMALL,
         })
     }
@@ -158,7 +175,7 @@ fn main() {
 
     progress("starting daemons and preparing peers");
     let warm_daemon = Daemon::start(work.path(), 2);
-    let pool_daemon = Daemon::start(work.path(), 2);
+    let pool_daemon = Daemon::start(work.path(), POOL);
     let empty_daemon = Daemon::start(work.path(), 0);
     let warm_client = Client::connect(&warm_daemon.socket).expect("connect");
     let pool_client = Client::connect(&pool_daemon.socket).expect("connect");
@@ -208,7 +225,7 @@ fn main() {
         nested::sample(&warm_client, runtime, settings.warm_small / 4);
     }
     for runtime in Runtime::ALL {
-        assert!(pool_daemon.wait_pooled(runtime.as_str(), 2, Duration::from_secs(60)));
+        assert!(pool_daemon.wait_pooled(runtime.as_str(), POOL, Duration::from_secs(60)));
     }
     let mut seq = 0;
     for runtime in Runtime::ALL {
@@ -220,6 +237,8 @@ fn main() {
                 .expect("peer warm-up");
         }
     }
+    scheduling::warm_up(&pool_client, &functions);
+    results.scheduling.pretrigger_pool = POOL;
 
     for repeat in 0..settings.repeats {
         progress(&format!("repeat {}/{}", repeat + 1, settings.repeats));
@@ -300,6 +319,13 @@ fn main() {
                     .push_repeat(samples);
             }
         }
+        scheduling::pretrigger_repeat(
+            &pool_client,
+            &functions,
+            settings.pretrigger,
+            &mut results.scheduling,
+            &mut seq,
+        );
     }
     drop(floor);
     let backend = warm_daemon.backend();
@@ -334,6 +360,15 @@ fn main() {
     }
     drop((clients, pool_client, empty_client));
     drop((warm_daemon, pool_daemon, empty_daemon));
+
+    progress("cold starts under a stream of new functions");
+    scheduling::streams(
+        work.path(),
+        &functions,
+        settings.repeats,
+        Duration::from_secs_f64(settings.stream_secs),
+        &mut results.scheduling,
+    );
 
     progress("pool refill and memory");
     let memory_daemon = Daemon::start(work.path(), settings.memory_pool);

@@ -197,6 +197,8 @@ pub fn render(r: &Results, machine: &Value, targets: &Value, repeats: usize) -> 
         );
     }
 
+    r.scheduling.render(&mut md, t);
+
     let _ = writeln!(md, "\n**Targets** (p50):\n");
     for target in targets.as_array().into_iter().flatten() {
         let verdict = match target["met"].as_bool() {

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::functions::Runtime;
 use crate::peers::{Peer, PeerKind};
 use crate::pool_memory::PoolFigures;
+use crate::scheduling::Figures;
 use crate::stats::{Samples, Summary};
 
 /// The payload of cold starts, peers and throughput.
@@ -27,6 +28,8 @@ pub struct Results {
     /// (runtime, in flight, connections, invocations per second)
     pub throughput: Vec<(Runtime, usize, usize, f64)>,
     pub pool: Vec<PoolFigures>,
+    /// Pre-triggers, and cold starts under a stream of new functions.
+    pub scheduling: Figures,
     /// Nested warm calls of the echo function, timed by the caller.
     pub nested: BTreeMap<Runtime, Samples>,
 }
@@ -188,6 +191,8 @@ impl Results {
             );
         }
 
+        self.scheduling.print();
+
         println!("\n== pool: creation rate and memory per idle pooled sandbox");
         println!(
             "{:<8} {:>5} {:>10} {:>12} {:>13} {:>10} {:>13} {:>12}",
@@ -285,6 +290,7 @@ impl Results {
                 "invocations_per_s": rate,
             })).collect::<Vec<_>>(),
             "pool": self.pool.iter().map(PoolFigures::to_json).collect::<Vec<_>>(),
+            "scheduling": self.scheduling.to_json(),
             "noise": {
                 "worst_median_spread": self.noise().0,
                 "worst_figure": self.noise().1,
