@@ -439,7 +439,8 @@ fn cold_starts_after_reaping(client: &Client, names: [&str; 3], prewarm: bool) -
             prewarm_callees: Some(prewarm),
             ..calls_spec(name, "app.chain")
         };
-        client.deploy(&spec).expect("deploy");
+        let info = client.deploy(&spec).expect("deploy");
+        assert_eq!(info.prewarm_callees, prewarm, "the option shows in FunctionInfo");
     }
     // The caller works a second before it calls: room for pre-warmed
     // callees to finish starting.

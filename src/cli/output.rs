@@ -186,6 +186,7 @@ pub fn list(functions: &[FunctionInfo], json: bool) -> Rendered {
         "QUEUE",
         "IDLE",
         "AFFINITY",
+        "PREWARM",
     ];
     let rows: Vec<Vec<String>> = functions
         .iter()
@@ -200,6 +201,7 @@ pub fn list(functions: &[FunctionInfo], json: bool) -> Rendered {
                 f.max_queue.to_string(),
                 format!("{} s", f.idle_timeout_secs),
                 f.affinity_mode.to_string(),
+                if f.prewarm_callees { "callees" } else { "-" }.to_owned(),
             ]
         })
         .collect();
@@ -495,12 +497,13 @@ mod tests {
             max_queue: 100,
             idle_timeout_secs: 300,
             affinity_mode: Default::default(),
+            prewarm_callees: false,
         };
         let r = list(std::slice::from_ref(&f), false);
         assert_eq!(
             String::from_utf8(r.stdout).unwrap(),
-            "NAME                  VERSION  RUNTIME  MEMORY  TIMEOUT  CONCURRENCY  QUEUE  IDLE   AFFINITY\n\
-             a-long-function-name  12       python   128 MB  3 s      10           100    300 s  shared\n"
+            "NAME                  VERSION  RUNTIME  MEMORY  TIMEOUT  CONCURRENCY  QUEUE  IDLE   AFFINITY  PREWARM\n\
+             a-long-function-name  12       python   128 MB  3 s      10           100    300 s  shared    -\n"
         );
         let r = list(&[f], true);
         let v = stdout_json(&r);
@@ -566,6 +569,7 @@ mod tests {
             max_queue: 100,
             idle_timeout_secs: 300,
             affinity_mode: Default::default(),
+            prewarm_callees: false,
         };
         assert_eq!(deployed(&info).stdout, b"deployed hello version 2\n");
         assert_eq!(removed("hello").stdout, b"removed hello\n");

@@ -143,6 +143,10 @@ pub struct FunctionInfo {
     pub idle_timeout_secs: u32,
     #[serde(default)]
     pub affinity_mode: AffinityMode,
+    /// Start sandboxes for the usual callees when this function starts
+    /// cold (`--prewarm-callees`).
+    #[serde(default)]
+    pub prewarm_callees: bool,
 }
 
 /// Defaults of the scheduling options, shared by the registry and by

@@ -210,6 +210,7 @@ impl Function {
             max_queue: self.max_queue,
             idle_timeout_secs: self.idle_timeout_secs,
             affinity_mode: self.affinity_mode,
+            prewarm_callees: self.prewarm_callees,
         }
     }
 }

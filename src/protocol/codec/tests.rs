@@ -48,6 +48,7 @@ fn info(name: &str) -> FunctionInfo {
         max_queue: 100,
         idle_timeout_secs: 300,
         affinity_mode: Default::default(),
+        prewarm_callees: false,
     }
 }
 
