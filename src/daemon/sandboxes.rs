@@ -111,16 +111,20 @@ impl Daemon {
 
     /// Top the pool up to its targets with tenant-neutral sandboxes. The
     /// event loop calls this when it is idle (see `refill_wanted`).
+    /// Start one sandbox for the shape the pool lacks most, and ask for
+    /// another turn if it still falls short: creating a sandbox holds the
+    /// loop for a few milliseconds, so a refill of several goes one per
+    /// idle turn of the loop, never all at once.
     pub(super) fn refill_pool(&mut self) {
         if self.stopping || Instant::now() < self.refill_after {
             return;
         }
-        for (shape, missing) in self.pool.shortfall() {
-            for _ in 0..missing {
-                if self.spawn(shape, None).is_none() {
-                    return;
-                }
-            }
+        let shortfall = self.pool.shortfall();
+        let Some(&(shape, missing)) = shortfall.iter().max_by_key(|(_, missing)| *missing) else {
+            return;
+        };
+        if self.spawn(shape, None).is_some() && (missing > 1 || shortfall.len() > 1) {
+            self.refill_wanted = true;
         }
     }
 
