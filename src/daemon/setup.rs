@@ -60,6 +60,9 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
     let listener = bind_socket(&config.socket)?;
 
     let max_message = config.max_payload + crate::protocol::BODY_HEADROOM;
+    if !crate::sys::malloc::keep_buffers_up_to(max_message) {
+        tracing::debug!("the allocator ignores mallopt: large payloads cost page faults");
+    }
     let mut pool = Pool::new(
         env,
         max_message,

@@ -2,6 +2,7 @@
 //! return `io::Result` and hand out `OwnedFd`s.
 
 pub mod fd;
+pub mod malloc;
 pub mod mount;
 pub mod net;
 pub mod process;
