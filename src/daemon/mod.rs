@@ -133,11 +133,13 @@ impl Daemon {
         Ok(())
     }
 
-    /// Refill the pool now? Only when it is short and no cold start is in
-    /// flight (loading its function or running its first invocation):
-    /// creating a sandbox takes the loop a millisecond or more, and the cold
-    /// start would wait for that too.
-    /// A refill held back longer than [`REFILL_PATIENCE`] goes ahead anyway.
+    /// Refill the pool now? Not while a cold start is in flight (loading
+    /// its function or running its first invocation): creating a sandbox
+    /// takes the loop a millisecond or more, and the cold start would wait
+    /// for that too. Unless a shape has run dry (its next cold start would
+    /// wait for a whole new sandbox, which is worse), or the refill has
+    /// been held back longer than [`REFILL_PATIENCE`]: under a steady
+    /// stream of cold starts one is nearly always in flight.
     fn refill_due(&mut self) -> bool {
         if !self.refill_wanted {
             self.refill_wanted_since = None;
@@ -146,7 +148,7 @@ impl Daemon {
         let since = *self.refill_wanted_since.get_or_insert_with(Instant::now);
         let cold_start_in_flight =
             self.pool.any_cold() || self.functions.values().any(|f| f.queue.queued() > 0);
-        !cold_start_in_flight || since.elapsed() > REFILL_PATIENCE
+        !cold_start_in_flight || self.pool.runs_dry() || since.elapsed() > REFILL_PATIENCE
     }
 
     fn dispatch(&mut self, completion: Completion) {

@@ -163,6 +163,16 @@ impl Pool {
             .count()
     }
 
+    /// Some shape has nothing pooled or booting while its target wants
+    /// sandboxes: its next cold start would create one from scratch.
+    pub fn runs_dry(&self) -> bool {
+        self.demand.iter().any(|(&shape, demand)| {
+            demand.target > 0
+                && self.pooled.get(&shape).is_none_or(Vec::is_empty)
+                && self.booting_neutral(shape) == 0
+        })
+    }
+
     /// Shapes whose pooled plus booting neutral sandboxes fall short of
     /// their target, with how many are missing.
     pub fn shortfall(&self) -> Vec<(Shape, usize)> {
