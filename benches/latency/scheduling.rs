@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sprout::client::Client;
-use sprout::protocol::{FunctionStats, PoolStats, StatsReport};
+use sprout::protocol::{PoolStats, StatsReport};
 use sprout::registry::Function;
 
 use crate::daemon::Daemon;
 use crate::functions::{Functions, Runtime};
+use crate::sprout_runs::{first_invocation, function_stats, First};
 use crate::stats::{us, Samples, Summary};
 
 /// Sandboxes asked for by one pre-trigger (at most a function's default
@@ -159,14 +160,6 @@ fn shape(report: &StatsReport, runtime: Runtime) -> PoolStats {
         .unwrap_or_else(|| panic!("the daemon keeps no {} pool", runtime.as_str()))
 }
 
-fn function<'a>(report: &'a StatsReport, name: &str) -> &'a FunctionStats {
-    report
-        .functions
-        .iter()
-        .find(|f| f.name == name)
-        .unwrap_or_else(|| panic!("no stats for {name}"))
-}
-
 /// Wait until every pool is full at its target and no other sandbox lives
 /// (the previous sample's have exited), so every sample starts alike.
 pub fn wait_at_rest(client: &Client) {
@@ -215,13 +208,13 @@ pub fn pretrigger(
     let (elapsed, report) = loop {
         let report = client.stats(Some(name)).expect("stats");
         let elapsed = start.elapsed();
-        if function(&report, name).prepared as usize >= count {
+        if function_stats(&report, name).prepared as usize >= count {
             break (elapsed, report);
         }
         assert!(
             elapsed < PATIENCE,
             "a pre-trigger of {count} did not finish: {:?}",
-            function(&report, name)
+            function_stats(&report, name)
         );
         std::thread::sleep(PRETRIGGER_POLL);
     };
@@ -245,7 +238,7 @@ pub fn pretrigger(
         );
     }
     let after = client.stats(Some(name)).expect("stats");
-    let stats = function(&after, name);
+    let stats = function_stats(&after, name);
     assert_eq!(
         (stats.cold_starts, stats.warm_hits),
         (0, count as u64),
@@ -307,35 +300,6 @@ pub fn streams(
                 stream(work, functions, runtime, mode, &arrivals, figure);
             }
         }
-    }
-}
-
-/// One function's first invocation in a stream.
-struct First {
-    client: Duration,
-    daemon: Duration,
-    from_pool: bool,
-}
-
-/// Deploy `name`, invoke it once (timed), read where its sandbox came from,
-/// remove it.
-fn first_invocation(client: &Client, functions: &Functions, runtime: Runtime, name: &str) -> First {
-    client
-        .deploy(&functions.spec(name, runtime))
-        .expect("deploy");
-    let start = Instant::now();
-    let response = client.invoke(name, b"{}").expect("invoke");
-    let elapsed = start.elapsed();
-    assert!(response.error.is_none(), "{:?}", response.error);
-    assert!(response.cold, "the first invocation was not a cold start");
-    let report = client.stats(Some(name)).expect("stats");
-    let stats = function(&report, name);
-    assert_eq!(stats.cold_from_pool + stats.cold_new, 1, "{stats:?}");
-    client.remove(name).expect("remove");
-    First {
-        client: elapsed,
-        daemon: Duration::from_micros(response.total_us),
-        from_pool: stats.cold_from_pool == 1,
     }
 }
 

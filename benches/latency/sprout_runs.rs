@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sprout::client::Client;
+use sprout::protocol::{FunctionStats, StatsReport};
 
 use crate::daemon::Daemon;
 use crate::functions::{Functions, Runtime};
@@ -28,8 +29,23 @@ pub fn warm(client: &Client, name: &str, payload: &[u8], n: usize) -> Vec<Durati
 /// (`total_us`: from reading the request to writing the response).
 pub type Cold = (Duration, Duration);
 
-/// Deploy a fresh function and time its first invocation; remove it.
-fn first_invoke(client: &Client, functions: &Functions, runtime: Runtime, name: &str) -> Cold {
+/// A just-deployed function's first invocation.
+pub struct First {
+    pub client: Duration,
+    /// `total_us`: from reading the request to writing the response.
+    pub daemon: Duration,
+    /// Its sandbox came from the pool (else it was created for it).
+    pub from_pool: bool,
+}
+
+/// Deploy `name`, time its first invocation, read where its sandbox came
+/// from; remove it.
+pub fn first_invocation(
+    client: &Client,
+    functions: &Functions,
+    runtime: Runtime,
+    name: &str,
+) -> First {
     client
         .deploy(&functions.spec(name, runtime))
         .expect("deploy");
@@ -38,8 +54,24 @@ fn first_invoke(client: &Client, functions: &Functions, runtime: Runtime, name: 
     let elapsed = start.elapsed();
     assert!(response.error.is_none(), "{:?}", response.error);
     assert!(response.cold, "the first invocation was not a cold start");
+    let report = client.stats(Some(name)).expect("stats");
+    let stats = function_stats(&report, name);
+    assert_eq!(stats.cold_from_pool + stats.cold_new, 1, "{stats:?}");
     client.remove(name).expect("remove");
-    (elapsed, Duration::from_micros(response.total_us))
+    First {
+        client: elapsed,
+        daemon: Duration::from_micros(response.total_us),
+        from_pool: stats.cold_from_pool == 1,
+    }
+}
+
+/// `name`'s counters in `report`.
+pub fn function_stats<'a>(report: &'a StatsReport, name: &str) -> &'a FunctionStats {
+    report
+        .functions
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no stats for {name}"))
 }
 
 /// One cold start served from the pool. Waits for the pool to refill what
@@ -52,17 +84,18 @@ pub fn cold_from_pool(
     seq: usize,
 ) -> Cold {
     let pooled = daemon.pooled(runtime.as_str()).len();
-    let elapsed = first_invoke(
+    let first = first_invocation(
         client,
         functions,
         runtime,
         &format!("cold-pool-{}-{seq}", runtime.as_str()),
     );
+    assert!(first.from_pool, "a pooled cold start created its sandbox");
     assert!(
         daemon.wait_pooled(runtime.as_str(), pooled + 1, Duration::from_secs(10)),
         "the pool did not refill within 10 s"
     );
-    elapsed
+    (first.client, first.daemon)
 }
 
 /// One cold start on a daemon without a pool: a sandbox is created for it.
@@ -72,15 +105,16 @@ pub fn cold_empty_pool(
     runtime: Runtime,
     seq: usize,
 ) -> Cold {
-    let elapsed = first_invoke(
+    let first = first_invocation(
         client,
         functions,
         runtime,
         &format!("cold-empty-{}-{seq}", runtime.as_str()),
     );
+    assert!(!first.from_pool, "a daemon without a pool served from it");
     // Let the removed sandbox's teardown finish before the next sample.
     std::thread::sleep(Duration::from_millis(10));
-    elapsed
+    (first.client, first.daemon)
 }
 
 /// Warm invocations per second with `in_flight` threads spread over
