@@ -440,7 +440,10 @@ fn cold_starts_after_reaping(client: &Client, names: [&str; 3], prewarm: bool) -
             ..calls_spec(name, "app.chain")
         };
         let info = client.deploy(&spec).expect("deploy");
-        assert_eq!(info.prewarm_callees, prewarm, "the option shows in FunctionInfo");
+        assert_eq!(
+            info.prewarm_callees, prewarm,
+            "the option shows in FunctionInfo"
+        );
     }
     // The caller works a second before it calls: room for pre-warmed
     // callees to finish starting.
