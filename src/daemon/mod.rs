@@ -23,6 +23,7 @@ mod stats;
 mod tokens;
 
 use std::collections::{BTreeSet, HashMap};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -120,7 +121,7 @@ impl Daemon {
                 Some(&(at, _)) => Some(at.saturating_duration_since(Instant::now())),
                 None => None,
             };
-            self.reactor.wait(&mut completions, timeout)?;
+            self.wait(&mut completions, timeout)?;
             if completions.is_empty() && refill {
                 self.refill_wanted = false;
                 self.refill_pool();
@@ -131,6 +132,29 @@ impl Daemon {
             self.expire_deadlines();
         }
         Ok(())
+    }
+
+    /// Wait for completions: first by polling for up to
+    /// [`DaemonConfig::busy_poll`], then by sleeping until `timeout`. On a
+    /// virtual machine an idle CPU halts, and waking it for the next
+    /// request or doorbell costs tens of microseconds; polling briefly
+    /// keeps this one awake while an answer is likely on its way (a
+    /// runtime's RESULT, a client's next request).
+    fn wait(&mut self, out: &mut Vec<Completion>, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout != Some(Duration::ZERO) && !self.config.busy_poll.is_zero() {
+            let until = Instant::now() + self.config.busy_poll;
+            loop {
+                self.reactor.wait(out, Some(Duration::ZERO))?;
+                if !out.is_empty() || Instant::now() >= until {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+            if !out.is_empty() {
+                return Ok(());
+            }
+        }
+        self.reactor.wait(out, timeout)
     }
 
     /// Refill the pool now? Not while a cold start is in flight (loading
