@@ -38,6 +38,8 @@ pub enum FavorError {
         #[source]
         source: io::Error,
     },
+    #[error("the kernel left the cgroup2 root's flags as they were (hint: only a daemon in the initial cgroup namespace can set favordynmods)")]
+    Ignored,
     #[error("mount cgroup2 with options {options:?} (hint: favordynmods needs Linux 6.0 or later; without it each sandbox waits for an RCU grace period when moved into its cgroups)")]
     Mount {
         options: String,
@@ -92,6 +94,12 @@ pub fn favor_dynamic_moves(scratch: &Path) -> Result<Favor, FavorError> {
         options: options.clone(),
         source,
     })?;
+    // Outside the initial cgroup namespace the kernel takes the mount but
+    // not its flags: read them back where a cgroup2 mount shows them.
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(FavorError::MountInfo)?;
+    if cgroup2_options(&mountinfo).is_some_and(|now| !now.iter().any(|o| o == FLAG)) {
+        return Err(FavorError::Ignored);
+    }
     Ok(Favor::Set { options })
 }
 
