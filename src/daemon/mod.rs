@@ -100,6 +100,9 @@ pub(crate) struct Daemon {
     trace_ids: crate::trace::TraceIds,
     spans: crate::trace::SpanStore,
     otlp: Option<crate::trace::otlp::OtlpExporter>,
+    /// CPUs this process may run on (the busy poll stops at as many
+    /// invocations in flight).
+    cpus: usize,
     /// Sandboxes started by pre-warming that have not served yet.
     prewarmed: std::collections::HashSet<crate::scheduler::SandboxId>,
 }
@@ -139,9 +142,15 @@ impl Daemon {
     /// virtual machine an idle CPU halts, and waking it for the next
     /// request or doorbell costs tens of microseconds; polling briefly
     /// keeps this one awake while an answer is likely on its way (a
-    /// runtime's RESULT, a client's next request).
+    /// runtime's RESULT, a client's next request). Only while fewer
+    /// invocations are in flight than there are CPUs: with more, the CPUs
+    /// have work and do not halt, and polling would take one from a
+    /// runtime.
     fn wait(&mut self, out: &mut Vec<Completion>, timeout: Option<Duration>) -> io::Result<()> {
-        if timeout != Some(Duration::ZERO) && !self.config.busy_poll.is_zero() {
+        let poll = timeout != Some(Duration::ZERO)
+            && !self.config.busy_poll.is_zero()
+            && self.invocations.len() < self.cpus;
+        if poll {
             let until = Instant::now() + self.config.busy_poll;
             loop {
                 self.reactor.wait(out, Some(Duration::ZERO))?;

@@ -103,6 +103,7 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
         otlp,
         prewarmed: Default::default(),
         deadlines: Default::default(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let deployed: Vec<Function> = daemon.registry.list().cloned().collect();
     for function in deployed {
