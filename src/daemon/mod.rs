@@ -143,13 +143,13 @@ impl Daemon {
     /// request or doorbell costs tens of microseconds; polling briefly
     /// keeps this one awake while an answer is likely on its way (a
     /// runtime's RESULT, a client's next request). Only while fewer
-    /// invocations are in flight than there are CPUs: with more, the CPUs
-    /// have work and do not halt, and polling would take one from a
-    /// runtime.
+    /// invocations may be running than there are CPUs (one waiting on a
+    /// nested call does not count): with more, the CPUs have work and do
+    /// not halt, and polling would take one from a runtime.
     fn wait(&mut self, out: &mut Vec<Completion>, timeout: Option<Duration>) -> io::Result<()> {
         let poll = timeout != Some(Duration::ZERO)
             && !self.config.busy_poll.is_zero()
-            && self.invocations.len() < self.cpus;
+            && self.running_fewer_than_cpus();
         if poll {
             let until = Instant::now() + self.config.busy_poll;
             loop {
@@ -164,6 +164,11 @@ impl Daemon {
             }
         }
         self.reactor.wait(out, timeout)
+    }
+
+    fn running_fewer_than_cpus(&self) -> bool {
+        let running = self.invocations.values().filter(|i| i.calling.is_none());
+        running.take(self.cpus).count() < self.cpus
     }
 
     /// Refill the pool now? Not while a cold start is in flight (loading
