@@ -101,7 +101,7 @@ pub(crate) struct Daemon {
     spans: crate::trace::SpanStore,
     otlp: Option<crate::trace::otlp::OtlpExporter>,
     /// CPUs this process may run on (the busy poll stops at as many
-    /// invocations in flight).
+    /// running invocations).
     cpus: usize,
     /// Sandboxes started by pre-warming that have not served yet.
     prewarmed: std::collections::HashSet<crate::scheduler::SandboxId>,

@@ -109,12 +109,11 @@ impl Daemon {
         }
     }
 
-    /// Top the pool up to its targets with tenant-neutral sandboxes. The
-    /// event loop calls this when it is idle (see `refill_wanted`).
-    /// Start one sandbox for the shape the pool lacks most, and ask for
-    /// another turn if it still falls short: creating a sandbox holds the
-    /// loop for a few milliseconds, so a refill of several goes one per
-    /// idle turn of the loop, never all at once.
+    /// Top the pool up toward its targets with tenant-neutral sandboxes,
+    /// when the event loop is idle (see `refill_wanted`): one sandbox for
+    /// the shape the pool lacks most, then another turn if it still falls
+    /// short. Creating a sandbox holds the loop for a few milliseconds, so
+    /// a refill of several goes one per idle turn, never all at once.
     pub(super) fn refill_pool(&mut self) {
         if self.stopping || Instant::now() < self.refill_after {
             return;
