@@ -731,6 +731,24 @@ fn host_side_uids_and_leftovers() {
     for thread in threads {
         ok(&thread.join().unwrap(), &daemon);
     }
+    // A sandbox the pool is still creating keeps the daemon's credentials
+    // until its init has been given its uid map (only sprout's own code
+    // runs then): look once none is booting.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client
+        .stats(None)
+        .unwrap()
+        .daemon
+        .pool
+        .iter()
+        .any(|p| p.booting > 0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool never settled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let mut uids: BTreeMap<String, std::collections::BTreeSet<u32>> = BTreeMap::new();
     for pid in sandbox_processes(&instance) {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
