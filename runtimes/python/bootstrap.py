@@ -1,13 +1,18 @@
-"""sprout's Python runtime: runs `handler(event, context)` functions.
+"""sprout's Python runtime: runs `handler(event, context)` functions, a
+drop-in for AWS Lambda's Python runtime.
 
-Started inside a sandbox as `/usr/bin/python3 -I /opt/sprout/runtime/bootstrap.py`
+Started inside a sandbox as `/usr/bin/python3 -I /var/runtime/bootstrap.py`
 with the ring memfd at fd 3, the request doorbell at fd 4, the response
 doorbell at fd 5 and the control socket at fd 6 (runtimes/README.md is the
-contract this file implements). Pure standard library.
+contract this file implements). Pure standard library; what only some
+functions need is in lambda_support.py, loaded on first use.
 
-Life: map the ring, push READY; receive the assignment on fd 6; import the
-handler and push INIT_OK (or INIT_ERROR and exit); then forever: wait on the
-request doorbell, pop each INVOKE, run the handler, push RESULT or ERROR.
+Life: map the ring, push READY; receive the assignment on fd 6; apply its
+environment, enter LAMBDA_TASK_ROOT, import the handler and push INIT_OK (or
+INIT_ERROR and exit); then forever: wait on the request doorbell, pop each
+INVOKE, run the handler, push RESULT or ERROR. Paths, the context object,
+the root logger, result encoding and error bodies follow Lambda's runtime
+(awslambdaric) so that Lambda functions run unchanged.
 
 Memory ordering: the daemon's side uses Release/Acquire atomics. This side
 writes and reads the 64-bit indices through a memoryview cast to "Q", which
@@ -47,6 +52,9 @@ _U32 = struct.Struct("<I")
 # How long a push waits for the daemon to drain a full response ring.
 FULL_WAIT_S = 10.0
 
+# Where this file is: lambda_support.py is beside it.
+RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+
 
 # JSON through CPython's C accelerator (`_json`, what `json` itself runs
 # on), with json.loads' and json.dumps' defaults: importing `json` pulls in
@@ -84,15 +92,28 @@ def json_loads(data):
 
 
 def _json_unserializable(value):
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(value, decimal.Decimal):
+        raise _HasDecimal
     raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
 
 
+class _HasDecimal(Exception):
+    """The value holds a decimal.Decimal: encode it the slower way."""
+
+
+# Lambda's encoder escapes non-ASCII text up to python3.11, not from 3.12.
+_json_string = _json.encode_basestring_ascii if sys.version_info < (3, 12) else _json.encode_basestring
+
+
 def json_dumps(value):
-    """json_dumps(value): ASCII, ", " and ": " separators, NaN allowed."""
-    encode = _json.make_encoder(
-        {}, _json_unserializable, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True
-    )
-    return "".join(encode(value, 0))
+    """The JSON text of `value` as Lambda's runtime writes it: ", " and ": "
+    separators, NaN allowed, a Decimal in its own digits."""
+    encode = _json.make_encoder({}, _json_unserializable, _json_string, None, ": ", ", ", False, False, True)
+    try:
+        return "".join(encode(value, 0))
+    except _HasDecimal:
+        return support().dumps_with_decimals(value, _json_string, _json_unserializable)
 
 
 class RingError(Exception):
@@ -209,20 +230,32 @@ class Ring:
         os.eventfd_write(RESPONSE_BELL_FD, 1)
 
 
-def error_body(error_type, message, stack_trace):
-    return json_dumps({"errorType": error_type, "errorMessage": message, "stackTrace": stack_trace}).encode()
+def support():
+    """lambda_support.py beside this file, loaded on first use: what only
+    some functions need compiles only when one does."""
+    module = sys.modules.get("_sprout_lambda_support")
+    if module is None:
+        path = RUNTIME_DIR + "/lambda_support.py"
+        with open(path, encoding="utf-8") as source:
+            code = compile(source.read(), path, "exec")
+        module = type(sys)("_sprout_lambda_support")
+        module.__file__ = path
+        sys.modules[module.__name__] = module
+        exec(code, module.__dict__)
+    return module
 
 
-def exception_body(exc, skip_frames=0, error_type=None):
-    """ERROR body for an exception, its traceback minus our own frames."""
-    tb = exc.__traceback__
-    for _ in range(skip_frames):
-        if tb is not None:
-            tb = tb.tb_next
-    import traceback  # only on errors: it is slow to import
+def error_body(error_type, message, stack_trace, request_id=""):
+    """An ERROR or INIT_ERROR body, as Lambda's runtime writes it (and logs
+    it: Lambda prints every error it reports)."""
+    error = {"errorMessage": message, "errorType": error_type, "requestId": request_id, "stackTrace": stack_trace}
+    support().log_error(error)
+    return json_dumps(error).encode()
 
-    stack = traceback.format_list(traceback.extract_tb(tb))
-    return error_body(error_type or type(exc).__name__, str(exc), stack)
+
+def exception_body(exc, request_id=""):
+    """The error body of an exception raised in the function's code."""
+    return error_body(type(exc).__name__, str(exc), support().stack_trace(exc), request_id)
 
 
 class InvokeError(Exception):
@@ -242,31 +275,60 @@ class InvokeError(Exception):
         self.invocation_id = invocation_id
 
 
-class Context:
-    """What a handler gets as its second argument, like AWS Lambda's.
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
 
-    Function-wide fields are class attributes, set once at assignment; an
-    invocation only fills the slots. `affinity_key` is the invocation's
-    affinity key, or None; `trace_id` (32 hex digits) and `parent_id` (the
-    caller's request id, a client's traceparent span id, or None) place it
-    in its call tree, and `depth` is 0 for a client invocation.
+    def __init__(self, fields):
+        self.cognito_identity_id = fields.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = fields.get("cognitoIdentityPoolId")
+
+
+class ContextError(Exception):
+    """An invocation's client context or identity is not JSON."""
+
+
+def _context_json(meta, key, what):
+    """The decoded object of meta key `key` (a JSON string, as Lambda's
+    headers carry it), or None."""
+    value = meta.get(key)
+    if value is None or not isinstance(value, str):
+        return value
+    try:
+        return json_loads(value)
+    except ValueError as exc:
+        raise ContextError(f"Unable to parse {what} JSON: {exc}") from None
+
+
+class Context:
+    """What a handler gets as its second argument, Lambda's context object.
+
+    Function-wide fields are class attributes, set once at assignment from
+    Lambda's environment variables; an invocation only fills the slots.
+    Beyond Lambda's: `request_id` (= aws_request_id), `affinity_key` (the
+    invocation's affinity key, or None), `trace_id` (32 hex digits),
+    `parent_id` (the caller's request id, a client's traceparent span id,
+    or None) and `depth` (0 for a client invocation) place it in its call
+    tree; `invoke` and `invoke_async` call other functions.
     """
 
-    __slots__ = ("aws_request_id", "request_id", "affinity_key", "trace_id", "parent_id", "depth", "_deadline_ms")
+    __slots__ = ("aws_request_id", "request_id", "client_context", "identity")
+    __slots__ += ("affinity_key", "trace_id", "parent_id", "depth", "_deadline_ms")
 
     function_name = ""
     function_version = ""
     memory_limit_in_mb = ""
     invoked_function_arn = ""
-    log_group_name = ""
-    log_stream_name = ""
-    identity = None
-    client_context = None
+    log_group_name = None
+    log_stream_name = None
+    tenant_id = None
     _ring = None
 
     def __init__(self, request_id, deadline_ms, meta):
         self.aws_request_id = request_id
         self.request_id = request_id
+        client_context = _context_json(meta, "client_context", "Client Context")
+        self.client_context = None if client_context is None else support().ClientContext(client_context)
+        self.identity = CognitoIdentity(_context_json(meta, "cognito_identity", "Cognito Identity") or {})
         self.affinity_key = meta.get("affinity_key")
         self.trace_id = meta.get("trace_id")
         self.parent_id = meta.get("parent_id")
@@ -275,6 +337,9 @@ class Context:
 
     def get_remaining_time_in_millis(self):
         return max(0, int(self._deadline_ms - time.time() * 1000))
+
+    def log(self, msg):
+        sys.stdout.write(str(msg))
 
     def invoke(self, name, event=None):
         """Invoke function `name` with `event` and wait: its decoded result,
@@ -301,6 +366,74 @@ class Context:
         return meta, result
 
 
+def xray_trace_id(ident, meta):
+    """`_X_AMZN_TRACE_ID` for an invocation: the daemon's, or one in
+    X-Ray's form from sprout's trace context (None without one)."""
+    given = meta.get("xray_trace_id")
+    trace = meta.get("trace_id")
+    if given or not trace:
+        return given
+    parent = meta.get("parent_id")
+    if parent is None:
+        parent = f"{ident:016x}"
+    elif len(parent) != 16:  # a caller's request id, in decimal
+        parent = f"{int(parent):016x}"
+    return f"Root=1-{trace[:8]}-{trace[8:]};Parent={parent};Sampled=1"
+
+
+# The running invocation's request id, for log lines ("" between them).
+_request_id = ""
+
+
+class LambdaLogging:
+    """Sets up the root logger as Lambda's runtime does, once the function
+    imports `logging`: importing it costs ~9 ms, which a function that never
+    logs should not pay at start. A meta path finder that hands out
+    `logging` with a loader that configures it right after it loads."""
+
+    @staticmethod
+    def install():
+        if "logging" in sys.modules:  # something imported it already
+            LambdaLogging.configure(sys.modules["logging"])
+        else:
+            sys.meta_path.insert(0, LambdaLogging)
+
+    @staticmethod
+    def configure(logging):
+        env = os.environ
+        log_format, log_level = env.get("AWS_LAMBDA_LOG_FORMAT"), env.get("AWS_LAMBDA_LOG_LEVEL")
+        support().setup_logging(logging, lambda: _request_id, log_format, log_level)
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(LambdaLogging)
+        for finder in sys.meta_path:
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                spec.loader = ConfigureAfterLoad(spec.loader)
+                return spec
+        return None
+
+
+class ConfigureAfterLoad:
+    """`logging`'s own loader, then LambdaLogging.configure."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        LambdaLogging.configure(module)
+
+
 class InitError(Exception):
     def __init__(self, body):
         super().__init__()
@@ -308,7 +441,8 @@ class InitError(Exception):
 
 
 def receive_assignment():
-    """The assignment JSON and the code dir fd from the control socket."""
+    """The assignment JSON from the control socket. A code dir fd, if the
+    daemon attached one, is closed: the code is at LAMBDA_TASK_ROOT."""
     # `_socket`, not `socket`: the latter imports `enum` and `selectors`.
     sock = _socket.socket(fileno=CONTROL_FD)
     fds = array.array("i")
@@ -321,60 +455,84 @@ def receive_assignment():
     for level, kind, data in ancdata:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    for fd in fds:
+        os.close(fd)
     if not msg and not fds:
         raise EOFError("control socket closed before an assignment came")
-    if flags & (_socket.MSG_TRUNC | _socket.MSG_CTRUNC) or len(fds) != 1:
+    if flags & (_socket.MSG_TRUNC | _socket.MSG_CTRUNC) or len(fds) > 1:
         raise RingError(f"bad assignment: {len(fds)} fds, flags {flags:#x}")
-    return json_loads(msg), fds[0]
+    return json_loads(msg)
 
 
-def load_handler(assignment, code_fd):
-    """Apply the function's environment and import its handler."""
+def load_handler(assignment):
+    """Apply the function's environment, enter its code and import its
+    handler, as Lambda's runtime does (same sys.path, messages, errors)."""
+    env = os.environ
     for key, value in (assignment.get("env") or {}).items():
-        os.environ[key] = value
-    os.environ["SPROUT_FUNCTION"] = Context.function_name = str(assignment["function"])
-    os.environ["SPROUT_FUNCTION_VERSION"] = Context.function_version = str(assignment["version"])
-    os.environ["SPROUT_MEMORY_MB"] = Context.memory_limit_in_mb = str(assignment["memory_mb"])
-    os.environ["SPROUT_TIMEOUT_MS"] = str(assignment["timeout_ms"])
-    Context.invoked_function_arn = f"sprout:function:{Context.function_name}:{Context.function_version}"
-    sys.path.insert(0, f"/proc/self/fd/{code_fd}")
+        env[key] = value
+    env["SPROUT_FUNCTION"] = str(assignment["function"])
+    env["SPROUT_FUNCTION_VERSION"] = str(assignment["version"])
+    env["SPROUT_MEMORY_MB"] = str(assignment["memory_mb"])
+    env["SPROUT_TIMEOUT_MS"] = str(assignment["timeout_ms"])
+    Context.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME", env["SPROUT_FUNCTION"])
+    Context.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION", env["SPROUT_FUNCTION_VERSION"])
+    Context.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", env["SPROUT_MEMORY_MB"])
+    Context.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
+    Context.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+    region = env.get("AWS_REGION", "us-east-1")
+    Context.invoked_function_arn = f"arn:aws:lambda:{region}:000000000000:function:{Context.function_name}"
 
-    handler = assignment.get("handler") or ""
-    module_name, _, func_name = handler.rpartition(".")
-    if not module_name or not func_name:
-        raise InitError(error_body("Runtime.MalformedHandlerName", f"bad handler '{handler}': expected module.function", []))
+    task_root = env.get("LAMBDA_TASK_ROOT", "/var/task")
+    python = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    sys.path[:0] = [task_root, f"/opt/python/lib/{python}/site-packages", "/opt/python"]
+    LambdaLogging.install()
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InitError(
-            exception_body(exc, error_type="Runtime.ImportModuleError")
-            if exc.name != module_name
-            else error_body("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}", [])
-        ) from None
-    except SyntaxError as exc:
-        import traceback
-
-        lines = traceback.format_exception_only(type(exc), exc)
-        raise InitError(error_body("Runtime.UserCodeSyntaxError", str(exc), lines)) from None
+        os.chdir(task_root)
+        return import_handler(assignment.get("handler") or "")
+    except InitError:
+        raise
     except Exception as exc:  # the module's own init code raised
         raise InitError(exception_body(exc)) from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise InitError(
-            error_body("Runtime.HandlerNotFound", f"Handler '{func_name}' missing on module '{module_name}'", [])
-        )
-    return func
+
+
+def import_handler(handler):
+    """The function named by `handler` (`module.func`, `pkg/mod.func` or
+    `pkg.mod.func`), or InitError with Lambda's errorType and message."""
+    try:
+        modname, fname = handler.rsplit(".", 1)
+    except ValueError as exc:
+        raise InitError(error_body("Runtime.MalformedHandlerName", f"Bad handler '{handler}': {exc}", [])) from None
+    if modname.split(".")[0] in sys.builtin_module_names:
+        message = f"Cannot use built-in module {modname} as a handler module"
+        raise InitError(error_body("Runtime.BuiltInModuleConflict", message, []))
+    try:
+        module = importlib.import_module(modname.replace("/", "."))
+    except ImportError as exc:
+        message = f"Unable to import module '{modname}': {exc}"
+        raise InitError(error_body("Runtime.ImportModuleError", message, [])) from None
+    except SyntaxError as exc:
+        message = f"Syntax error in module '{modname}': {exc}"
+        trace = support().syntax_error_trace(exc)
+        raise InitError(error_body("Runtime.UserCodeSyntaxError", message, trace)) from None
+    try:
+        return getattr(module, fname)
+    except AttributeError:
+        message = f"Handler '{fname}' missing on module '{modname}'"
+        raise InitError(error_body("Runtime.HandlerNotFound", message, [])) from None
 
 
 def serve(ring, handler, timeout_ms):
     """The warm loop: one invocation at a time, forever."""
+    global _request_id
     loads, dumps = json_loads, json_dumps
     unpack_u32 = _U32.unpack_from
     pop, push, wait = ring.pop, ring.push, ring.wait
     max_body = ring.max_body
+    environ = os.environ
     while True:
         record = pop()
         if record is None:
+            _request_id = ""
             wait()
             continue
         kind, ident, body = record
@@ -384,25 +542,40 @@ def serve(ring, handler, timeout_ms):
         meta = loads(body[4 : 4 + meta_len]) if meta_len else {}
         payload = body[4 + meta_len :]
         deadline_ms = meta.get("deadline_ms") or time.time() * 1000 + timeout_ms
-        request_id = str(ident)
+        _request_id = request_id = str(ident)
+        trace = xray_trace_id(ident, meta)
+        if trace:
+            environ["_X_AMZN_TRACE_ID"] = trace
+        else:
+            environ.pop("_X_AMZN_TRACE_ID", None)
+        try:
+            context = Context(request_id, deadline_ms, meta)
+        except ContextError as exc:
+            push(ERROR, ident, error_body("Runtime.LambdaContextUnmarshalError", str(exc), [], request_id))
+            continue
         try:
             event = loads(payload) if payload else None
         except ValueError as exc:
-            push(ERROR, ident, error_body("Runtime.UnmarshalError", f"payload is not JSON: {exc}", []))
+            message = f"Unable to unmarshal input: {exc}"
+            push(ERROR, ident, error_body("Runtime.UnmarshalError", message, [], request_id))
             continue
         try:
-            result = handler(event, Context(request_id, deadline_ms, meta))
+            result = handler(event, context)
         except Exception as exc:
-            push(ERROR, ident, exception_body(exc, skip_frames=1))
+            push(ERROR, ident, exception_body(exc, request_id))
             continue
-        try:
-            out = dumps(result).encode()
-        except (TypeError, ValueError, OverflowError) as exc:
-            push(ERROR, ident, error_body("Runtime.MarshalError", f"Unable to marshal response: {exc}", []))
-            continue
+        if isinstance(result, bytes):  # Lambda passes bytes through as they are
+            out = result
+        else:
+            try:
+                out = dumps(result).encode()
+            except (TypeError, ValueError, OverflowError) as exc:
+                message = f"Unable to marshal response: {exc}"
+                push(ERROR, ident, error_body("Runtime.MarshalError", message, [], request_id))
+                continue
         if len(out) > max_body:
             message = f"response of {len(out)} bytes is over the {max_body}-byte limit"
-            push(ERROR, ident, error_body("Runtime.ResponseTooLarge", message, []))
+            push(ERROR, ident, error_body("Runtime.ResponseTooLarge", message, [], request_id))
             continue
         push(RESULT, ident, out)
 
@@ -413,11 +586,11 @@ def main():
     ring = Ring()
     ring.push(READY, 0)
     try:
-        assignment, code_fd = receive_assignment()
+        assignment = receive_assignment()
     except EOFError:
         return 0
     try:
-        handler = load_handler(assignment, code_fd)
+        handler = load_handler(assignment)
     except InitError as err:
         ring.push(INIT_ERROR, 0, err.body[: ring.max_body])
         return 1

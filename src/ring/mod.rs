@@ -25,6 +25,8 @@ mod spsc;
 #[cfg(test)]
 mod call_tests;
 #[cfg(test)]
+mod python_lambda_tests;
+#[cfg(test)]
 mod python_tests;
 #[cfg(test)]
 mod tests;

@@ -46,8 +46,10 @@ pub const GENERATED: &[(&str, &str)] = &[
     ("hostname", "sprout\n"),
 ];
 
-/// The python runtime's bootstrap, written to runtimes/python/.
+/// The python runtime's bootstrap and the module it loads on first use,
+/// written to runtimes/python/.
 const PYTHON_BOOTSTRAP: &str = include_str!("../../runtimes/python/bootstrap.py");
+const PYTHON_LAMBDA_SUPPORT: &str = include_str!("../../runtimes/python/lambda_support.py");
 
 /// Paths of the prepared tree.
 #[derive(Debug, Clone)]
@@ -133,7 +135,13 @@ fn write_runtime(kind: RuntimeKind, dir: &Path) -> io::Result<()> {
     remove_if_present(dir)?;
     mkdir_public(dir)?;
     match kind {
-        RuntimeKind::Python => write_public(&dir.join("bootstrap.py"), PYTHON_BOOTSTRAP.as_bytes()),
+        RuntimeKind::Python => {
+            write_public(&dir.join("bootstrap.py"), PYTHON_BOOTSTRAP.as_bytes())?;
+            write_public(
+                &dir.join("lambda_support.py"),
+                PYTHON_LAMBDA_SUPPORT.as_bytes(),
+            )
+        }
         // The init itself is the native loader; the bootstrap comes with
         // the function's code.
         RuntimeKind::Native => Ok(()),
@@ -246,6 +254,10 @@ mod tests {
         assert!(layout
             .runtime(RuntimeKind::Python)
             .join("bootstrap.py")
+            .is_file());
+        assert!(layout
+            .runtime(RuntimeKind::Python)
+            .join("lambda_support.py")
             .is_file());
         assert!(layout.runtime(RuntimeKind::Native).is_dir());
         assert!(layout.dir.join(NEWROOT).is_dir());
