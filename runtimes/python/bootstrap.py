@@ -339,7 +339,7 @@ class Context:
         return max(0, int(self._deadline_ms - time.time() * 1000))
 
     def log(self, msg):
-        sys.stdout.write(str(msg))
+        support().write_record(str(msg))
 
     def invoke(self, name, event=None):
         """Invoke function `name` with `event` and wait: its decoded result,

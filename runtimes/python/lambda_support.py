@@ -100,6 +100,13 @@ class Client:
 LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
 
 
+def write_record(text):
+    """One log record to stdout. Lambda frames each record for its log
+    service, so a record needs no newline there; in a line-oriented log one
+    that lacks it gets one, or it would run into the next."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
 def setup_logging(logging, request_id, log_format, log_level):
     """A handler on the root logger writing `LOG_FORMAT` lines (UTC times)
     to stdout, JSON lines when `log_format` is JSON, and the root level
@@ -108,7 +115,7 @@ def setup_logging(logging, request_id, log_format, log_level):
 
     class LambdaLoggerHandler(logging.Handler):
         def emit(self, record):
-            sys.stdout.write(self.format(record))
+            write_record(self.format(record))
 
     class LambdaLoggerFilter(logging.Filter):
         def filter(self, record):

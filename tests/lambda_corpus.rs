@@ -1,0 +1,524 @@
+//! A corpus of Lambda functions written the way public Lambda samples are
+//! (tests/functions/corpus/ORIGINS.md says, for each, which samples it
+//! follows and how it differs), run in real sandboxes through a real
+//! daemon. Each asserts the exact result, error or log lines.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+use sprout::client::Client;
+use sprout::protocol::{DeploySpec, ErrorBody, ErrorKind, InvokeResponse};
+
+macro_rules! corpus_test {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                if sprout::testing::require_root(concat!("lambda_corpus::", stringify!($name))) {
+                    super::$name();
+                }
+            }
+        )*
+    };
+}
+
+mod uring {
+    corpus_test!(
+        calculator_logs_and_fails_as_lambda,
+        files_beside_the_handler,
+        shipped_executables_run,
+        binary_copied_to_tmp_and_chmodded,
+        threads_read_the_package,
+        processes_report_over_pipes,
+        sqlite_in_the_package,
+        vendored_package_wins,
+        json_lines_through_the_root_handlers,
+        import_error_at_init,
+        syntax_error_at_init,
+    );
+}
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/functions/corpus")
+        .join(name)
+}
+
+/// A copy of corpus function `name` in a temporary directory, modes kept,
+/// for the functions whose package the test completes.
+fn staged(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("sprout-corpus-")
+        .tempdir()
+        .unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", corpus(name).display()))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    dir
+}
+
+fn deploy(client: &Client, name: &str, code: &Path, handler: &str) {
+    client
+        .deploy(&DeploySpec {
+            name: name.into(),
+            runtime: "python".into(),
+            handler: Some(handler.into()),
+            code: code.to_path_buf(),
+            timeout_secs: Some(30),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("deploy {name}: {e}"));
+}
+
+fn ok(daemon: &Daemon, response: InvokeResponse) -> Value {
+    assert!(
+        response.error.is_none(),
+        "{:?}\n{}",
+        response.error,
+        daemon.log()
+    );
+    json(&response.result)
+}
+
+fn function_error(response: InvokeResponse) -> ErrorBody {
+    let error = response.error.expect("a function error");
+    assert_eq!(error.kind, ErrorKind::FunctionError, "{error:?}");
+    error
+}
+
+/// The sandbox's log once it holds `lines` lines (the reaper drains the
+/// function's output on its own schedule).
+fn log_lines(daemon: &Daemon, sandbox: u64, lines: usize) -> Vec<String> {
+    let path = daemon
+        .state
+        .join("logs")
+        .join(instance_of(&daemon.state))
+        .join(format!("sandbox-{sandbox}.log"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let got: Vec<String> = text.lines().map(str::to_string).collect();
+        if got.len() >= lines || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Lambda log line, `[LEVEL]\t<UTC time>\t<request id>\t<message>`,
+/// as (level, request id, message) once its time is checked.
+fn lambda_log_line(line: &str) -> (String, String, String) {
+    let fields: Vec<&str> = line.splitn(4, '\t').collect();
+    assert_eq!(fields.len(), 4, "not a Lambda log line: {line:?}");
+    let time = fields[1].as_bytes();
+    assert!(
+        time.len() == 24 && time[10] == b'T' && time[19] == b'.' && time[23] == b'Z',
+        "{line:?}"
+    );
+    (fields[0].into(), fields[2].into(), fields[3].into())
+}
+
+/// Root logger at INFO set at import, `logger.info` lines in Lambda's
+/// format with the request id, and a KeyError reported (and logged) as
+/// Lambda reports it; a wrong handler name is Runtime.HandlerNotFound.
+fn calculator_logs_and_fails_as_lambda() {
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "calc",
+        &corpus("calculator"),
+        "lambda_function.lambda_handler",
+    );
+    let response = client
+        .invoke("calc", br#"{"action": "square", "number": 7}"#)
+        .unwrap();
+    let (sandbox, id) = (response.sandbox, response.invocation_id.to_string());
+    assert_eq!(ok(&daemon, response), json!({"result": 49}));
+
+    let response = client
+        .invoke("calc", br#"{"action": "cube", "number": 3}"#)
+        .unwrap();
+    let failed = response.invocation_id.to_string();
+    let error = function_error(response);
+    assert_eq!(error.error_type.as_deref(), Some("KeyError"));
+    assert_eq!(error.message, "'cube'");
+    let frame = "  File \"/var/task/lambda_function.py\", line 19, in lambda_handler\n    \
+                 result = OPERATIONS[event[\"action\"]](event[\"number\"])";
+    assert_eq!(error.stack_trace.as_deref(), Some(frame));
+
+    let lines = log_lines(&daemon, sandbox, 4);
+    let parsed: Vec<_> = lines[..3].iter().map(|l| lambda_log_line(l)).collect();
+    let event = "Event: {'action': 'square', 'number': 7}";
+    assert_eq!(
+        parsed,
+        [
+            ("[INFO]".into(), id.clone(), event.into()),
+            ("[INFO]".into(), id, "Calculated result of 49".into()),
+            (
+                "[INFO]".into(),
+                failed,
+                "Event: {'action': 'cube', 'number': 3}".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        lines[3],
+        "[ERROR] KeyError: 'cube'\rTraceback (most recent call last):\r\u{a0}\u{a0}File \
+         \"/var/task/lambda_function.py\", line 19, in lambda_handler\r\u{a0}\u{a0}\u{a0}\u{a0}\
+         result = OPERATIONS[event[\"action\"]](event[\"number\"])"
+    );
+
+    deploy(
+        &client,
+        "calc-typo",
+        &corpus("calculator"),
+        "lambda_function.handler",
+    );
+    let error = function_error(client.invoke("calc-typo", b"{}").unwrap());
+    assert_eq!(error.error_type.as_deref(), Some("Runtime.HandlerNotFound"));
+    assert_eq!(
+        error.message,
+        "Handler 'handler' missing on module 'lambda_function'"
+    );
+}
+
+/// Relative to the working directory, under LAMBDA_TASK_ROOT, beside
+/// `__file__`: all /var/task.
+fn files_beside_the_handler() {
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "files",
+        &corpus("config-files"),
+        "lambda_function.lambda_handler",
+    );
+    let response = client.invoke("files", br#"{"name": "Linus"}"#).unwrap();
+    assert_eq!(
+        ok(&daemon, response),
+        json!({
+            "messages": ["Hello, Ada!", "Hello, Grace!", "Hello, Linus!"],
+            "cwd": "/var/task",
+            "template": "/var/task/templates/message.txt",
+            "here": "/var/task",
+        })
+    );
+}
+
+/// A `#!/bin/sh` script run by its path beside the module, one run by
+/// name from the task root put on PATH: both with their 0755 mode.
+fn shipped_executables_run() {
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "exec",
+        &corpus("shipped-executable"),
+        "lambda_function.lambda_handler",
+    );
+    let payload = br#"{"text": "the quick brown fox\njumps over\n the lazy dog", "name": "Ada"}"#;
+    let response = client.invoke("exec", payload).unwrap();
+    assert_eq!(
+        ok(&daemon, response),
+        json!({"words": 9, "greeting": "Hello, Ada! (from /var/task)"})
+    );
+}
+
+/// A real program (the host's sha256sum) shipped mode 0644, copied to
+/// /tmp, chmod 0755 there and run; warm invocations reuse the copy.
+fn binary_copied_to_tmp_and_chmodded() {
+    let code = staged("tmp-binary");
+    std::fs::create_dir(code.path().join("bin")).unwrap();
+    let copied = Command::new("install")
+        .args(["-m", "0644", "/usr/bin/sha256sum"])
+        .arg(code.path().join("bin/sha256sum"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let text = "sprout runs Lambda functions";
+    let expected = Command::new("sh")
+        .args(["-c", &format!("printf '%s' '{text}' | sha256sum")])
+        .output()
+        .unwrap();
+    let expected = String::from_utf8(expected.stdout).unwrap();
+    let expected = expected.split_whitespace().next().unwrap();
+
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "tmpbin",
+        code.path(),
+        "lambda_function.lambda_handler",
+    );
+    let payload = serde_json::to_vec(&json!({ "text": text })).unwrap();
+    for _ in 0..2 {
+        let response = client.invoke("tmpbin", &payload).unwrap();
+        assert_eq!(
+            ok(&daemon, response),
+            json!({"sha256": expected, "mode": "0o755", "packaged_is_executable": false})
+        );
+    }
+}
+
+fn threads_read_the_package() {
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "threads",
+        &corpus("threads"),
+        "lambda_function.lambda_handler",
+    );
+    let response = client.invoke("threads", br#"{"reads": 200}"#).unwrap();
+    assert_eq!(
+        ok(&daemon, response),
+        json!({"reads": 200, "total_quantity": 200 * 155})
+    );
+}
+
+fn processes_report_over_pipes() {
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "procs",
+        &corpus("multiprocess-pipe"),
+        "lambda_function.lambda_handler",
+    );
+    let payload = br#"{"chunks": [["alpha", "be"], ["gamma"], ["delta", "epsilon", "z"]]}"#;
+    for _ in 0..2 {
+        let response = client.invoke("procs", payload).unwrap();
+        assert_eq!(
+            ok(&daemon, response),
+            json!({
+                "lengths": {"alpha": 5, "be": 2, "gamma": 5, "delta": 5, "epsilon": 7, "z": 1},
+                "exit_codes": [0, 0, 0],
+                "children": 3,
+                "parent_not_a_child": true,
+            })
+        );
+    }
+}
+
+/// Read-only in place (`file:...?mode=ro`), and copied to /tmp with
+/// shutil.copy2 (which copies modes, times and extended attributes) to be
+/// written across warm invocations.
+fn sqlite_in_the_package() {
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "lookup",
+        &corpus("sqlite-package"),
+        "lambda_function.lookup",
+    );
+    let response = client.invoke("lookup", br#"{"category": "tea"}"#).unwrap();
+    assert_eq!(
+        ok(&daemon, response),
+        json!([
+            ["TEA-001", "Sencha", 1250],
+            ["TEA-002", "Assam", 990],
+            ["TEA-003", "Rooibos", 875]
+        ])
+    );
+    deploy(
+        &client,
+        "sale",
+        &corpus("sqlite-package"),
+        "lambda_function.record_sale",
+    );
+    for stock in [37, 34] {
+        let response = client
+            .invoke("sale", br#"{"sku": "TEA-001", "quantity": 3}"#)
+            .unwrap();
+        assert_eq!(
+            ok(&daemon, response),
+            json!({"sku": "TEA-001", "stock": stock})
+        );
+    }
+}
+
+/// requirements.txt installed into the package with `pip install
+/// --target`, as Lambda's packaging guide does: the package's copy wins
+/// over any the host has.
+fn vendored_package_wins() {
+    let code = staged("vendored-package");
+    let installed = Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+        ])
+        .args(["--disable-pip-version-check", "--root-user-action=ignore"])
+        .arg("--target")
+        .arg(code.path())
+        .arg("-r")
+        .arg(code.path().join("requirements.txt"))
+        .status()
+        .unwrap();
+    assert!(installed.success(), "pip install --target failed");
+
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "vendored",
+        code.path(),
+        "lambda_function.lambda_handler",
+    );
+    let event =
+        br#"{"orders": [{"customer": "ada", "total": 250}, {"customer": "bob", "total": 20},
+                               {"customer": "eve", "total": 101}]}"#;
+    let response = client.invoke("vendored", event).unwrap();
+    assert_eq!(
+        ok(&daemon, response),
+        json!({
+            "customers": ["ada", "eve"],
+            "jmespath": ["1.0.1", "/var/task/jmespath/__init__.py"],
+        })
+    );
+}
+
+/// A JSON formatter put on the handlers Lambda's runtime installed on the
+/// root logger, filling `request_id` from the record the runtime filled.
+fn json_lines_through_the_root_handlers() {
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "jsonlog",
+        &corpus("json-logging"),
+        "lambda_function.lambda_handler",
+    );
+    let response = client
+        .invoke("jsonlog", br#"{"order_id": "A-1", "items": ["tea"]}"#)
+        .unwrap();
+    let (sandbox, first) = (response.sandbox, response.invocation_id.to_string());
+    assert_eq!(ok(&daemon, response), json!({"status": "accepted"}));
+    let response = client
+        .invoke("jsonlog", br#"{"order_id": "A-2", "items": []}"#)
+        .unwrap();
+    let second = response.invocation_id.to_string();
+    assert_eq!(ok(&daemon, response), json!({"status": "rejected"}));
+
+    let lines = log_lines(&daemon, sandbox, 5);
+    let mut records: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    for record in &mut records {
+        let timestamp = record["timestamp"].take();
+        assert!(
+            timestamp.as_str().is_some_and(|t| t.len() == 23),
+            "{timestamp}"
+        );
+    }
+    let exception = records[4]["exception"].take();
+    let exception = exception.as_str().unwrap();
+    assert!(
+        exception.starts_with("Traceback (most recent call last):\n"),
+        "{exception}"
+    );
+    assert!(
+        exception.contains("  File \"/var/task/lambda_function.py\", line 59, in validate\n"),
+        "{exception}"
+    );
+    assert!(
+        exception.ends_with("\nValueError: order A-2 has no items"),
+        "{exception}"
+    );
+    let record = |id: &str, line: u32, level: &str, message: Value| {
+        json!({
+            "timestamp": null,
+            "level": level,
+            "location": format!("orders.lambda_handler:{line}"),
+            "request_id": id,
+            "message": message,
+        })
+    };
+    let mut rejected = record(&second, 69, "ERROR", json!("order rejected"));
+    rejected["exception"] = Value::Null;
+    assert_eq!(
+        records,
+        [
+            record(
+                &first,
+                63,
+                "INFO",
+                json!({"event": "order_received", "order_id": "A-1"})
+            ),
+            record(&first, 64, "INFO", json!({"items": 1})),
+            record(
+                &second,
+                63,
+                "INFO",
+                json!({"event": "order_received", "order_id": "A-2"})
+            ),
+            record(&second, 64, "INFO", json!({"items": 0})),
+            rejected,
+        ]
+    );
+}
+
+fn import_error_at_init() {
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "rds",
+        &corpus("error-import"),
+        "lambda_function.lambda_handler",
+    );
+    let error = function_error(client.invoke("rds", b"{}").unwrap());
+    assert_eq!(
+        error.error_type.as_deref(),
+        Some("Runtime.ImportModuleError")
+    );
+    assert_eq!(
+        error.message,
+        "Unable to import module 'lambda_function': No module named 'pymysql'"
+    );
+    assert_eq!(error.stack_trace, None);
+}
+
+fn syntax_error_at_init() {
+    let daemon = Daemon::start("uring");
+    let client = daemon.client();
+    deploy(
+        &client,
+        "py27",
+        &corpus("error-syntax"),
+        "lambda_function.lambda_handler",
+    );
+    let error = function_error(client.invoke("py27", br#"{"key1": "v"}"#).unwrap());
+    assert_eq!(
+        error.error_type.as_deref(),
+        Some("Runtime.UserCodeSyntaxError")
+    );
+    assert_eq!(
+        error.message,
+        "Syntax error in module 'lambda_function': Missing parentheses in call to 'print'. \
+         Did you mean print(...)? (lambda_function.py, line 7)"
+    );
+    assert_eq!(
+        error.stack_trace.as_deref(),
+        Some(
+            "  File \"/var/task/lambda_function.py\" Line 7\n        \
+             print \"Received event: \" + json.dumps(event)"
+        )
+    );
+}
