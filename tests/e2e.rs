@@ -323,10 +323,17 @@ fn confinement_seen_from_inside(backend: &str) {
         .as_str()
         .unwrap()
         .starts_with("AWS_Lambda_python3"));
+    // The runtime sets X-Ray's header per invocation, from the INVOKE meta.
+    let xray = env["_X_AMZN_TRACE_ID"].as_str().unwrap();
+    assert!(
+        xray.len() == 74 && xray.starts_with("Root=1-") && xray.ends_with(";Sampled=1"),
+        "{xray}"
+    );
     for key in env.keys() {
         assert!(
             [
                 "HOME",
+                "_X_AMZN_TRACE_ID",
                 "LC_CTYPE",
                 "AWS_LAMBDA_LOG_STREAM_NAME",
                 "AWS_EXECUTION_ENV",
