@@ -14,34 +14,19 @@ use serde_json::{json, Value};
 use sprout::client::Client;
 use sprout::protocol::{DeploySpec, ErrorBody, ErrorKind, InvokeResponse};
 
-macro_rules! corpus_test {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                if sprout::testing::require_root(concat!("lambda_corpus::", stringify!($name))) {
-                    super::$name();
-                }
-            }
-        )*
-    };
-}
-
-mod uring {
-    corpus_test!(
-        calculator_logs_and_fails_as_lambda,
-        files_beside_the_handler,
-        shipped_executables_run,
-        binary_copied_to_tmp_and_chmodded,
-        threads_read_the_package,
-        processes_report_over_pipes,
-        sqlite_in_the_package,
-        vendored_package_wins,
-        json_lines_through_the_root_handlers,
-        import_error_at_init,
-        syntax_error_at_init,
-    );
-}
+on_both_backends!(
+    calculator_logs_and_fails_as_lambda,
+    files_beside_the_handler,
+    shipped_executables_run,
+    binary_copied_to_tmp_and_chmodded,
+    threads_read_the_package,
+    processes_report_over_pipes,
+    sqlite_in_the_package,
+    vendored_package_wins,
+    json_lines_through_the_root_handlers,
+    import_error_at_init,
+    syntax_error_at_init,
+);
 
 fn corpus(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -130,8 +115,8 @@ fn lambda_log_line(line: &str) -> (String, String, String) {
 /// Root logger at INFO set at import, `logger.info` lines in Lambda's
 /// format with the request id, and a KeyError reported (and logged) as
 /// Lambda reports it; a wrong handler name is Runtime.HandlerNotFound.
-fn calculator_logs_and_fails_as_lambda() {
-    let daemon = Daemon::start("uring");
+fn calculator_logs_and_fails_as_lambda(backend: &str) {
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
@@ -194,8 +179,8 @@ fn calculator_logs_and_fails_as_lambda() {
 
 /// Relative to the working directory, under LAMBDA_TASK_ROOT, beside
 /// `__file__`: all /var/task.
-fn files_beside_the_handler() {
-    let daemon = Daemon::start("uring");
+fn files_beside_the_handler(backend: &str) {
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
@@ -217,8 +202,8 @@ fn files_beside_the_handler() {
 
 /// A `#!/bin/sh` script run by its path beside the module, one run by
 /// name from the task root put on PATH: both with their 0755 mode.
-fn shipped_executables_run() {
-    let daemon = Daemon::start("uring");
+fn shipped_executables_run(backend: &str) {
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
@@ -236,7 +221,7 @@ fn shipped_executables_run() {
 
 /// A real program (the host's sha256sum) shipped mode 0644, copied to
 /// /tmp, chmod 0755 there and run; warm invocations reuse the copy.
-fn binary_copied_to_tmp_and_chmodded() {
+fn binary_copied_to_tmp_and_chmodded(backend: &str) {
     let code = staged("tmp-binary");
     std::fs::create_dir(code.path().join("bin")).unwrap();
     let copied = Command::new("install")
@@ -253,7 +238,7 @@ fn binary_copied_to_tmp_and_chmodded() {
     let expected = String::from_utf8(expected.stdout).unwrap();
     let expected = expected.split_whitespace().next().unwrap();
 
-    let daemon = Daemon::start("uring");
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
@@ -271,8 +256,8 @@ fn binary_copied_to_tmp_and_chmodded() {
     }
 }
 
-fn threads_read_the_package() {
-    let daemon = Daemon::start("uring");
+fn threads_read_the_package(backend: &str) {
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
@@ -287,8 +272,8 @@ fn threads_read_the_package() {
     );
 }
 
-fn processes_report_over_pipes() {
-    let daemon = Daemon::start("uring");
+fn processes_report_over_pipes(backend: &str) {
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
@@ -314,8 +299,8 @@ fn processes_report_over_pipes() {
 /// Read-only in place (`file:...?mode=ro`), and copied to /tmp with
 /// shutil.copy2 (which copies modes, times and extended attributes) to be
 /// written across warm invocations.
-fn sqlite_in_the_package() {
-    let daemon = Daemon::start("uring");
+fn sqlite_in_the_package(backend: &str) {
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
@@ -352,7 +337,7 @@ fn sqlite_in_the_package() {
 /// requirements.txt installed into the package with `pip install
 /// --target`, as Lambda's packaging guide does: the package's copy wins
 /// over any the host has.
-fn vendored_package_wins() {
+fn vendored_package_wins(backend: &str) {
     let code = staged("vendored-package");
     let installed = Command::new("/usr/bin/python3")
         .args([
@@ -372,7 +357,7 @@ fn vendored_package_wins() {
         .unwrap();
     assert!(installed.success(), "pip install --target failed");
 
-    let daemon = Daemon::start("uring");
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
@@ -395,8 +380,8 @@ fn vendored_package_wins() {
 
 /// A JSON formatter put on the handlers Lambda's runtime installed on the
 /// root logger, filling `request_id` from the record the runtime filled.
-fn json_lines_through_the_root_handlers() {
-    let daemon = Daemon::start("uring");
+fn json_lines_through_the_root_handlers(backend: &str) {
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
@@ -474,8 +459,8 @@ fn json_lines_through_the_root_handlers() {
     );
 }
 
-fn import_error_at_init() {
-    let daemon = Daemon::start("uring");
+fn import_error_at_init(backend: &str) {
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
@@ -495,8 +480,8 @@ fn import_error_at_init() {
     assert_eq!(error.stack_trace, None);
 }
 
-fn syntax_error_at_init() {
-    let daemon = Daemon::start("uring");
+fn syntax_error_at_init(backend: &str) {
+    let daemon = Daemon::start(backend);
     let client = daemon.client();
     deploy(
         &client,
