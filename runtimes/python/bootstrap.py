@@ -240,8 +240,10 @@ def support():
             code = compile(source.read(), path, "exec")
         module = type(sys)("_sprout_lambda_support")
         module.__file__ = path
-        sys.modules[module.__name__] = module
         exec(code, module.__dict__)
+        # Only once complete: a thread racing this one loads its own copy
+        # rather than seeing a half-run module.
+        sys.modules[module.__name__] = module
     return module
 
 
