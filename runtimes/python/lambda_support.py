@@ -7,6 +7,7 @@ keeps them out of every runtime's start-up (Python compiles a script on each
 start). Each behaves as AWS Lambda's Python runtime (awslambdaric) does.
 """
 
+import os
 import sys
 import time
 import traceback
@@ -31,7 +32,14 @@ def syntax_error_trace(exc):
 
 def log_error(error):
     """Write an error to stdout the way Lambda's runtime logs it: one
-    record, lines joined by CR, indentation as no-break spaces."""
+    record, lines joined by CR, indentation as no-break spaces; with
+    AWS_LAMBDA_LOG_FORMAT=JSON, one JSON object."""
+    if (os.environ.get("AWS_LAMBDA_LOG_FORMAT") or "").upper() == "JSON":
+        import json
+
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        sys.stdout.write(json.dumps({"timestamp": stamp, "log_level": "ERROR", **error}) + "\n")
+        return
     head = "[ERROR]"
     if error["errorType"]:
         head += " " + error["errorType"] + (":" if error["errorMessage"] else "")

@@ -345,8 +345,30 @@ fn python_json_log_format() {
         &[("AWS_LAMBDA_LOG_FORMAT", "JSON")],
     );
     assert_eq!(result_json(py.invoke(21, b"{}"), 21), json!("ok"));
+    // Errors are logged as JSON objects too.
+    let error = py.invoke(22, b"{nope");
+    assert!(
+        matches!(error, RuntimeMessage::Error { id: 22, .. }),
+        "{error:?}"
+    );
     let stdout = py.stdout();
-    let mut record: Value = serde_json::from_str(stdout.trim_end()).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout:?}");
+    let mut logged: Value = serde_json::from_str(lines[1]).unwrap();
+    let timestamp = logged["timestamp"].take();
+    assert_eq!(timestamp.as_str().unwrap().len(), 20, "{timestamp}");
+    assert_eq!(
+        logged,
+        json!({
+            "timestamp": null,
+            "log_level": "ERROR",
+            "errorMessage": "Unable to unmarshal input: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+            "errorType": "Runtime.UnmarshalError",
+            "requestId": "22",
+            "stackTrace": [],
+        })
+    );
+    let mut record: Value = serde_json::from_str(lines[0]).unwrap();
     let timestamp = record["timestamp"].take();
     assert_eq!(timestamp.as_str().unwrap().len(), 20, "{timestamp}");
     let line = line_of(LOGAPP, "logging.getLogger(\"orders\")");
