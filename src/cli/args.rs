@@ -115,9 +115,17 @@ pub struct DeployArgs {
     /// Entry point, e.g. app.handler (python).
     #[arg(long)]
     pub handler: Option<String>,
-    /// Directory holding the function's code (copied by the daemon).
-    #[arg(long, value_name = "DIR")]
+    /// The function's code: a directory, or a .zip file as deployed to
+    /// Lambda (unpacked by the daemon; served at /var/task).
+    #[arg(long, value_name = "DIR|ZIP")]
     pub code: PathBuf,
+    /// A layer: a directory or .zip file (repeatable, at most 5). Layers
+    /// are merged in order into /opt, a later layer's file winning.
+    #[arg(long = "layer", value_name = "DIR|ZIP")]
+    pub layers: Vec<PathBuf>,
+    /// Size of the function's /tmp in MB, 512 to 10240 [default: 512].
+    #[arg(long, value_name = "MB")]
+    pub ephemeral_storage: Option<u32>,
     /// Memory limit in MiB.
     #[arg(long, value_name = "MB")]
     pub memory: Option<u32>,
@@ -372,6 +380,36 @@ mod tests {
         assert_eq!(deploy.memory, Some(256));
         assert_eq!(deploy.timeout, None);
         assert_eq!(deploy.affinity_mode, None);
+        assert!(deploy.layers.is_empty());
+        assert_eq!(deploy.ephemeral_storage, None);
+
+        let cli = Cli::try_parse_from([
+            "sprout",
+            "deploy",
+            "z",
+            "--runtime",
+            "python",
+            "--handler",
+            "app.handler",
+            "--code",
+            "fn.zip",
+            "--layer",
+            "deps.zip",
+            "--layer",
+            "/srv/tools",
+            "--ephemeral-storage",
+            "2048",
+        ])
+        .unwrap();
+        let Command::Deploy(deploy) = cli.command else {
+            panic!("not deploy")
+        };
+        assert_eq!(deploy.code, PathBuf::from("fn.zip"));
+        assert_eq!(
+            deploy.layers,
+            [PathBuf::from("deps.zip"), PathBuf::from("/srv/tools")]
+        );
+        assert_eq!(deploy.ephemeral_storage, Some(2048));
 
         let cli = Cli::try_parse_from([
             "sprout",

@@ -124,8 +124,11 @@ pub fn decode_request(frame: &Frame) -> Result<Request, DecodeError> {
         FrameKind::Deploy => {
             let spec: super::DeploySpec = json_body(kind, &frame.body)?;
             check_name(&spec.name)?;
-            if !spec.code.is_absolute() {
-                return Err(DecodeError::RelativeCodePath { path: spec.code });
+            let relative = std::iter::once(&spec.code)
+                .chain(&spec.layers)
+                .find(|path| !path.is_absolute());
+            if let Some(path) = relative {
+                return Err(DecodeError::RelativeCodePath { path: path.clone() });
             }
             Request::Deploy(spec)
         }

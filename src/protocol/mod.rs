@@ -24,7 +24,8 @@ pub use frame::{
 pub use messages::{
     AffinityMode, DeploySpec, ErrorBody, FunctionInfo, InvokeRequest, InvokeResponse,
     PretriggerAccepted, PretriggerRequest, Request, Response, DEFAULT_CONCURRENCY,
-    DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_QUEUE, DEFAULT_PRETRIGGER_TTL_SECS,
+    DEFAULT_EPHEMERAL_STORAGE_MB, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_QUEUE,
+    DEFAULT_PRETRIGGER_TTL_SECS,
 };
 pub use stats::{DaemonStats, FunctionStats, Percentiles, PoolStats, StatsReport};
 pub use trace::{CallEdge, PhaseStats, ProfileReport, SpanInfo, TraceReport};

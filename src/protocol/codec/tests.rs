@@ -1,7 +1,7 @@
 //! Round trips and refusals of every message body.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::super::{
     DeploySpec, ErrorBody, FrameDecoder, FunctionInfo, InvokeRequest, InvokeResponse,
@@ -21,7 +21,11 @@ fn spec() -> DeploySpec {
         name: "hello".into(),
         runtime: "python".into(),
         handler: Some("app.handler".into()),
-        code: PathBuf::from("/srv/code/hello"),
+        code: PathBuf::from("/srv/code/hello.zip"),
+        layers: vec![
+            PathBuf::from("/srv/layers/deps.zip"),
+            PathBuf::from("/srv/tools"),
+        ],
         memory_mb: Some(256),
         timeout_secs: None,
         env: BTreeMap::from([("GREETING".into(), "hi \"there\"".into())]),
@@ -30,6 +34,7 @@ fn spec() -> DeploySpec {
         idle_timeout_secs: Some(2),
         affinity_mode: Some(super::super::AffinityMode::Strict),
         prewarm_callees: None,
+        ephemeral_storage_mb: Some(2048),
     }
 }
 
@@ -43,6 +48,8 @@ fn info(name: &str) -> FunctionInfo {
         timeout_secs: 30,
         env: BTreeMap::new(),
         code_bytes: 4096,
+        layer_bytes: vec![100, 200],
+        ephemeral_storage_mb: 1024,
         deployed_at_unix: 1_700_000_000,
         concurrency: 10,
         max_queue: 100,
@@ -76,6 +83,7 @@ fn requests() -> Vec<Request> {
             b"/srv/\xff\xfe".to_vec(),
         ),
     );
+    odd_path.layers.push(odd_path.code.join("layer"));
     vec![
         Request::Deploy(spec()),
         Request::Deploy(odd_path),
@@ -366,11 +374,18 @@ fn bad_fields_are_refused() {
         decode_request(&json(FrameKind::Deploy, relative)),
         Err(DecodeError::RelativeCodePath { .. })
     ));
-    let minimal = r#"{"name":"f","runtime":"native","code":"/c"}"#;
+    let relative_layer = r#"{"name":"f","runtime":"native","code":"/c","layers":["/l","l"]}"#;
     assert!(matches!(
-        decode_request(&json(FrameKind::Deploy, minimal)),
-        Ok(Request::Deploy(_))
+        decode_request(&json(FrameKind::Deploy, relative_layer)),
+        Err(DecodeError::RelativeCodePath { path }) if path == Path::new("l")
     ));
+    // A spec from a client that predates layers and ephemeral storage.
+    let minimal = r#"{"name":"f","runtime":"native","code":"/c"}"#;
+    let Ok(Request::Deploy(minimal)) = decode_request(&json(FrameKind::Deploy, minimal)) else {
+        panic!("minimal spec refused")
+    };
+    assert!(minimal.layers.is_empty());
+    assert_eq!(minimal.ephemeral_storage_mb, None);
     // A FunctionInfo from a daemon that predates the scheduling options
     // decodes with their defaults.
     let old_info = r#"[{"name":"f","version":1,"runtime":"native","memory_mb":128,
@@ -386,6 +401,10 @@ fn bad_fields_are_refused() {
             infos[0].idle_timeout_secs
         ),
         (10, 100, 300)
+    );
+    assert_eq!(
+        (&infos[0].layer_bytes, infos[0].ephemeral_storage_mb),
+        (&vec![], 512)
     );
     assert!(matches!(
         decode_request(&json(FrameKind::Stats, r#"{"name":"a b"}"#)),
