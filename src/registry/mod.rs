@@ -271,6 +271,66 @@ mod tests {
     }
 
     #[test]
+    fn deploy_unpacks_layers_and_a_refused_one_leaves_nothing() {
+        let state = tempfile::tempdir().unwrap();
+        let code = tempfile::tempdir().unwrap();
+        let layer = tempfile::tempdir().unwrap();
+        fs::write(code.path().join("app.py"), "").unwrap();
+        fs::create_dir(layer.path().join("python")).unwrap();
+        fs::write(layer.path().join("python/dep.py"), "x = 1\n").unwrap();
+        let mut registry = Registry::open(state.path()).unwrap();
+        let plain = registry.deploy(&spec(code.path())).unwrap();
+        assert_eq!(registry.opt_dir(&plain), None);
+
+        let layered = DeploySpec {
+            layers: vec![layer.path().to_path_buf(), layer.path().to_path_buf()],
+            ..spec(code.path())
+        };
+        let v2 = registry.deploy(&layered).unwrap();
+        assert_eq!(v2.layer_bytes, [6, 6]);
+        assert_eq!(v2.ephemeral_storage_mb, 1024);
+        let opt = registry.opt_dir(&v2).expect("layers give an opt dir");
+        assert!(opt.join("python/dep.py").is_file());
+
+        // A handler found only in a layer's python directory, as Lambda's
+        // python runtime imports it.
+        let in_layer = DeploySpec {
+            name: "from-layer".into(),
+            handler: Some("dep.handler".into()),
+            ..layered.clone()
+        };
+        registry.deploy(&in_layer).unwrap();
+
+        let missing = DeploySpec {
+            name: "refused".into(),
+            layers: vec![code.path().join("nope.zip")],
+            ..spec(code.path())
+        };
+        let err = registry.deploy(&missing).unwrap_err();
+        assert!(err.to_string().contains("nope.zip"), "{err}");
+        assert!(registry.get("refused").is_none());
+        assert!(
+            !state.path().join("functions/refused").exists(),
+            "a refused first version leaves no function directory"
+        );
+        let err = registry
+            .deploy(&DeploySpec {
+                layers: vec![code.path().join("nope.zip")],
+                ..spec(code.path())
+            })
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::Package(_)), "{err}");
+        let versions: Vec<_> = fs::read_dir(state.path().join("functions/hello"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(versions, ["1", "2", "current"], "the live version stays");
+        assert_eq!(registry.get("hello").unwrap().version, 2);
+    }
+
+    #[test]
     fn remove_deletes_files() {
         let state = tempfile::tempdir().unwrap();
         let code = tempfile::tempdir().unwrap();
