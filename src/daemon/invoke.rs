@@ -569,8 +569,8 @@ impl FnState {
     pub(super) fn package(&self) -> crate::sandbox::Package<'_> {
         crate::sandbox::Package {
             code: &self.code_dir,
-            layers: None,
-            tmp_bytes: 512 << 20,
+            layers: self.opt_dir.as_deref(),
+            tmp_bytes: u64::from(self.function.ephemeral_storage_mb) << 20,
         }
     }
 
