@@ -11,6 +11,7 @@
 //! nothing behind.
 
 mod copy;
+mod entries;
 mod layers;
 mod unzip;
 #[cfg(test)]
@@ -21,8 +22,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+pub use entries::EntryRule;
 pub use layers::unpack_layers;
-pub use unzip::EntryRule;
 
 /// Most bytes the code and its layers may hold unpacked, together. Lambda
 /// allows 250 MiB (code and layers unzipped); sprout keeps the 512 MiB it

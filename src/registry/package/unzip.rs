@@ -10,81 +10,22 @@
 //! refused), then creates the symlinks last, once each target is known to
 //! resolve inside the package.
 
-use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use nix::sys::stat::SFlag;
 use zip::ZipArchive;
 
+use super::entries::{classify, normalize, EntryRule, Kind, Tree, MAX_NAME_BYTES};
 use super::{create_dir, file_mode, Budget, PackageError, MAX_RATIO, RATIO_GRACE};
-
-/// Longest symlink target taken, in bytes (PATH_MAX less the NUL).
-const MAX_LINK_TARGET: u64 = 4095;
-
-/// Most links followed while resolving one symlink's target, as the
-/// kernel's limit (ELOOP).
-const MAX_LINK_HOPS: u32 = 40;
-
-/// Why one entry of an archive was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum EntryRule {
-    #[error("a `..` component would leave the package")]
-    ParentDir,
-    #[error("an absolute path")]
-    Absolute,
-    #[error("a drive letter or backslash in the name (re-create the archive with `/` separators)")]
-    Windows,
-    #[error("a NUL byte in the name")]
-    Nul,
-    #[error("an empty name")]
-    Empty,
-    #[error("a second entry for the same path")]
-    Duplicate,
-    #[error("written through the symlink {0:?}")]
-    ThroughSymlink(PathBuf),
-    #[error("its parent {0:?} is a file")]
-    UnderFile(PathBuf),
-    #[error("a symlink to the absolute path {0:?}")]
-    LinkAbsolute(String),
-    #[error("a symlink to {0:?}, which leads outside the package")]
-    LinkEscapes(String),
-    #[error("a symlink to {0:?}, which resolves through more than {max} links", max = MAX_LINK_HOPS)]
-    LinkLoop(String),
-    #[error("a symlink whose target is empty, not UTF-8, holds a NUL or passes {max} bytes", max = MAX_LINK_TARGET)]
-    LinkTarget,
-    #[error("a {0} (only files, directories and symlinks are taken)")]
-    Special(&'static str),
-    #[error("encrypted (sprout takes no password)")]
-    Encrypted,
-    #[error(
-        "{declared} bytes from {compressed} compressed, more than {max} times as much (a zip bomb?)",
-        max = MAX_RATIO
-    )]
-    Ratio { declared: u64, compressed: u64 },
-    #[error("it unpacks to more than the {declared} bytes its header declares")]
-    SizeMismatch { declared: u64 },
-    #[error("unreadable entry: {0}")]
-    Zip(#[source] zip::result::ZipError),
-    #[error("read: {0}")]
-    Read(#[source] io::Error),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Dir,
-    File { mode: u32 },
-    Link,
-}
 
 /// One entry of the archive, checked, as it will be written.
 #[derive(Debug)]
 struct Planned {
     index: usize,
-    /// Relative, normal components only.
-    path: PathBuf,
+    /// Relative, normal components only, joined by `/`.
+    path: String,
     kind: Kind,
     declared: u64,
 }
@@ -102,18 +43,15 @@ pub fn unzip(source: &Path, dir: &Path, budget: &mut Budget) -> Result<u64, Pack
         path: source.to_path_buf(),
         source: err,
     })?;
-    let plan = plan(&archive, source, archive_bytes, budget)?;
+    let (plan, mut tree) = plan(&archive, source, archive_bytes, budget)?;
     let mut total = 0;
-    let mut links = HashMap::new();
     for entry in &plan {
         let fail = |rule| entry_error(source, &entry.path, rule);
-        let dest = dir.join(&entry.path);
         match entry.kind {
             Kind::Dir => make_dirs(dir, &entry.path)?,
             Kind::File { mode } => {
-                if let Some(parent) = entry.path.parent() {
-                    make_dirs(dir, parent)?;
-                }
+                make_parents(dir, &entry.path)?;
+                let dest = dir.join(&entry.path);
                 let mut reader = archive
                     .by_index(entry.index)
                     .map_err(|e| fail(EntryRule::Zip(e)))?;
@@ -136,42 +74,45 @@ pub fn unzip(source: &Path, dir: &Path, budget: &mut Budget) -> Result<u64, Pack
                 let mut reader = archive
                     .by_index(entry.index)
                     .map_err(|e| fail(EntryRule::Zip(e)))?;
-                let mut target = Vec::new();
-                (&mut reader)
-                    .take(MAX_LINK_TARGET + 1)
-                    .read_to_end(&mut target)
-                    .map_err(|e| fail(EntryRule::Read(e)))?;
-                let target = String::from_utf8(target)
-                    .ok()
-                    .filter(|t| {
-                        !t.is_empty() && !t.contains('\0') && t.len() as u64 <= MAX_LINK_TARGET
-                    })
-                    .ok_or_else(|| fail(EntryRule::LinkTarget))?;
-                links.insert(entry.path.clone(), target);
+                let target = read_target(&mut reader).map_err(fail)?;
+                tree.set_target(&entry.path, target);
             }
         }
     }
     // Links last: nothing above was written through one, and each target
     // is checked against every link of the package.
     for entry in plan.iter().filter(|e| e.kind == Kind::Link) {
-        let target = &links[&entry.path];
-        resolve_inside(&links, &entry.path, target)
+        tree.check_link(&entry.path)
             .map_err(|rule| entry_error(source, &entry.path, rule))?;
-        if let Some(parent) = entry.path.parent() {
-            make_dirs(dir, parent)?;
-        }
+    }
+    for entry in plan.iter().filter(|e| e.kind == Kind::Link) {
+        make_parents(dir, &entry.path)?;
         let dest = dir.join(&entry.path);
+        let target = tree.target(&entry.path);
         symlink(target, &dest).map_err(|source| PackageError::Write { path: dest, source })?;
     }
     Ok(total)
 }
 
-fn entry_error(archive: &Path, entry: &Path, rule: EntryRule) -> PackageError {
+fn entry_error(archive: &Path, entry: &str, rule: EntryRule) -> PackageError {
     PackageError::Entry {
         archive: archive.to_path_buf(),
-        entry: entry.display().to_string(),
+        entry: entry.to_owned(),
         rule,
     }
+}
+
+/// A link's target, as stored in its entry's data.
+fn read_target(reader: &mut impl Read) -> Result<String, EntryRule> {
+    let mut target = Vec::new();
+    reader
+        .take(MAX_NAME_BYTES as u64 + 1)
+        .read_to_end(&mut target)
+        .map_err(EntryRule::Read)?;
+    String::from_utf8(target)
+        .ok()
+        .filter(|t| !t.is_empty() && !t.contains('\0') && t.len() <= MAX_NAME_BYTES)
+        .ok_or(EntryRule::LinkTarget)
 }
 
 /// The first pass, over the central directory only.
@@ -180,14 +121,14 @@ fn plan<R: Read + io::Seek>(
     source: &Path,
     archive_bytes: u64,
     budget: &mut Budget,
-) -> Result<Vec<Planned>, PackageError> {
+) -> Result<(Vec<Planned>, Tree), PackageError> {
     if archive.has_duplicate_names() {
         return Err(PackageError::DuplicateNames {
             path: source.to_path_buf(),
         });
     }
     let mut plan = Vec::with_capacity(archive.len());
-    let mut kinds: HashMap<PathBuf, Kind> = HashMap::new();
+    let mut tree = Tree::default();
     let mut declared_total: u128 = 0;
     for index in 0..archive.len() {
         let entry = archive
@@ -206,7 +147,7 @@ fn plan<R: Read + io::Seek>(
         let name = entry.name().map_err(|e| fail(EntryRule::Zip(e)))?;
         let path = normalize(&name).map_err(fail)?;
         let kind = classify(entry.unix_mode(), name.ends_with('/')).map_err(fail)?;
-        if path.as_os_str().is_empty() {
+        if path.is_empty() {
             if kind == Kind::Dir {
                 continue; // `./`: the package's root itself
             }
@@ -223,12 +164,10 @@ fn plan<R: Read + io::Seek>(
                 compressed,
             }));
         }
-        if kind == Kind::Link && declared > MAX_LINK_TARGET {
+        if kind == Kind::Link && declared > MAX_NAME_BYTES as u64 {
             return Err(fail(EntryRule::LinkTarget));
         }
-        if kinds.insert(path.clone(), kind).is_some() {
-            return Err(fail(EntryRule::Duplicate));
-        }
+        tree.insert(&path, kind).map_err(fail)?;
         declared_total += u128::from(declared);
         plan.push(Planned {
             index,
@@ -250,16 +189,10 @@ fn plan<R: Read + io::Seek>(
         });
     }
     for entry in &plan {
-        for ancestor in entry.path.ancestors().skip(1) {
-            let rule = match kinds.get(ancestor) {
-                Some(Kind::Link) => EntryRule::ThroughSymlink(ancestor.to_path_buf()),
-                Some(Kind::File { .. }) => EntryRule::UnderFile(ancestor.to_path_buf()),
-                Some(Kind::Dir) | None => continue,
-            };
-            return Err(entry_error(source, &entry.path, rule));
-        }
+        tree.check_parents(&entry.path)
+            .map_err(|rule| entry_error(source, &entry.path, rule))?;
     }
-    Ok(plan)
+    Ok((plan, tree))
 }
 
 /// `unpacked` bytes from `packed` passes [`MAX_RATIO`] (past the grace).
@@ -267,61 +200,19 @@ fn over_ratio(unpacked: u128, packed: u64) -> bool {
     unpacked > u128::from(RATIO_GRACE) && unpacked > u128::from(packed) * u128::from(MAX_RATIO)
 }
 
-/// An entry's name as a relative path of normal components: `.` and empty
-/// components dropped, anything that could leave the root refused.
-fn normalize(name: &str) -> Result<PathBuf, EntryRule> {
-    if name.contains('\0') {
-        return Err(EntryRule::Nul);
+/// Create the directories above the entry at `rel`.
+fn make_parents(root: &Path, rel: &str) -> Result<(), PackageError> {
+    match rel.rsplit_once('/') {
+        Some((parents, _)) => make_dirs(root, parents),
+        None => Ok(()),
     }
-    if name.contains('\\') {
-        return Err(EntryRule::Windows);
-    }
-    if name.starts_with('/') {
-        return Err(EntryRule::Absolute);
-    }
-    let first = name.as_bytes();
-    if first.len() >= 2 && first[0].is_ascii_alphabetic() && first[1] == b':' {
-        return Err(EntryRule::Windows);
-    }
-    let mut path = PathBuf::new();
-    for component in name.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => return Err(EntryRule::ParentDir),
-            normal => path.push(normal),
-        }
-    }
-    Ok(path)
-}
-
-/// What an entry is, from the type bits of its Unix mode (none: a
-/// directory when its name ends in `/`, else a file).
-fn classify(mode: Option<u32>, dir_name: bool) -> Result<Kind, EntryRule> {
-    let mode = mode.unwrap_or(0);
-    let kind = SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits());
-    Ok(match kind {
-        k if k.is_empty() || k == SFlag::S_IFREG => {
-            if dir_name {
-                Kind::Dir
-            } else {
-                Kind::File { mode }
-            }
-        }
-        SFlag::S_IFDIR => Kind::Dir,
-        SFlag::S_IFLNK => Kind::Link,
-        SFlag::S_IFIFO => return Err(EntryRule::Special("fifo")),
-        SFlag::S_IFCHR => return Err(EntryRule::Special("character device")),
-        SFlag::S_IFBLK => return Err(EntryRule::Special("block device")),
-        SFlag::S_IFSOCK => return Err(EntryRule::Special("socket")),
-        _ => return Err(EntryRule::Special("file of unknown type")),
-    })
 }
 
 /// Create `rel` and its missing ancestors under `root`, each 0755. None of
 /// them is a link or a file: [`plan`] refused entries under those.
-fn make_dirs(root: &Path, rel: &Path) -> Result<(), PackageError> {
+fn make_dirs(root: &Path, rel: &str) -> Result<(), PackageError> {
     let mut path = root.to_path_buf();
-    for component in rel.components() {
+    for component in rel.split('/') {
         path.push(component);
         match create_dir(&path) {
             Ok(()) => {}
@@ -371,52 +262,4 @@ fn write_file(
     file.set_permissions(fs::Permissions::from_mode(file_mode(mode)))
         .map_err(WriteError::Write)?;
     Ok(written)
-}
-
-/// Follow `target` of the link at `link` as the kernel would, through the
-/// package's other `links`, and refuse it if it leaves the package.
-fn resolve_inside(
-    links: &HashMap<PathBuf, String>,
-    link: &Path,
-    target: &str,
-) -> Result<(), EntryRule> {
-    if target.starts_with('/') {
-        return Err(EntryRule::LinkAbsolute(target.to_owned()));
-    }
-    let mut at: Vec<&str> = link
-        .parent()
-        .into_iter()
-        .flat_map(|p| p.iter())
-        .map(|c| c.to_str().expect("names are UTF-8"))
-        .collect();
-    let mut todo: VecDeque<&str> = target.split('/').collect();
-    let mut hops = 0;
-    while let Some(component) = todo.pop_front() {
-        match component {
-            "" | "." => {}
-            ".." => {
-                if at.pop().is_none() {
-                    return Err(EntryRule::LinkEscapes(target.to_owned()));
-                }
-            }
-            name => {
-                at.push(name);
-                let here: PathBuf = at.iter().collect();
-                if let Some(next) = links.get(&here) {
-                    hops += 1;
-                    if hops > MAX_LINK_HOPS {
-                        return Err(EntryRule::LinkLoop(target.to_owned()));
-                    }
-                    if next.starts_with('/') {
-                        return Err(EntryRule::LinkEscapes(target.to_owned()));
-                    }
-                    at.pop();
-                    for c in next.split('/').rev() {
-                        todo.push_front(c);
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
-use super::unzip::EntryRule;
+use super::entries::EntryRule;
 use super::{unpack, Budget, PackageError, MAX_RATIO};
 
 type Writer = ZipWriter<Cursor<Vec<u8>>>;
@@ -220,7 +220,7 @@ fn nothing_is_written_through_a_symlink_or_under_a_file() {
     });
     assert!(matches!(
         refused(&through, "d/x"),
-        EntryRule::ThroughSymlink(link) if link == Path::new("d")
+        EntryRule::ThroughSymlink(link) if link == "d"
     ));
     let under_file = zip_of(&[("a", "file", 0o644), ("a/b", "under it", 0o644)]);
     assert!(matches!(
