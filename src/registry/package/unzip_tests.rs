@@ -331,6 +331,18 @@ fn an_entry_that_yields_more_than_it_declares_is_refused() {
 }
 
 #[test]
+fn encrypted_entries_are_refused() {
+    // The writer encrypts only behind a feature sprout does not build:
+    // set the "encrypted" flag bit in the local and central headers.
+    let mut bytes = zip_of(&[("secret", "not really", 0o644)]);
+    let local = find(&bytes, b"PK\x03\x04");
+    bytes[local + 6] |= 1;
+    let central = find(&bytes, b"PK\x01\x02");
+    bytes[central + 8] |= 1;
+    assert!(matches!(refused(&bytes, "secret"), EntryRule::Encrypted));
+}
+
+#[test]
 fn budgets_bound_bytes_and_entries() {
     let three = zip_of(&[
         ("a", "aaaa", 0o644),
