@@ -24,9 +24,9 @@ use crate::protocol::DeploySpec;
 /// Deploy-time validation failures and storage errors.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] FunctionError),
-    #[error("{0}")]
+    #[error(transparent)]
     Package(#[from] PackageError),
     #[error("store function {name} under {path}: {source}")]
     Store {

@@ -62,9 +62,9 @@ pub enum EntryRule {
     Ratio { declared: u64, compressed: u64 },
     #[error("it unpacks to more than the {declared} bytes its header declares")]
     SizeMismatch { declared: u64 },
-    #[error("unreadable entry: {0}")]
+    #[error("unreadable entry")]
     Zip(#[source] zip::result::ZipError),
-    #[error("read: {0}")]
+    #[error("read")]
     Read(#[source] std::io::Error),
 }
 

@@ -50,10 +50,11 @@ pub const MAX_RATIO: u64 = 100;
 /// small, highly compressible files are harmless.
 pub const RATIO_GRACE: u64 = 1024 * 1024;
 
-/// Why a package could not be unpacked.
+/// Why a package could not be unpacked. Messages leave out their
+/// `#[source]`, which follows in the chain (`{:#}`, as the daemon reports).
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
-    #[error("{path}: {source}")]
+    #[error("read {path}")]
     Open {
         path: PathBuf,
         #[source]
@@ -61,7 +62,7 @@ pub enum PackageError {
     },
     #[error("{path} is neither a directory nor a zip file")]
     NotPackage { path: PathBuf },
-    #[error("{path}: not a readable zip archive: {source}")]
+    #[error("{path}: not a readable zip archive")]
     Zip {
         path: PathBuf,
         #[source]
@@ -69,7 +70,7 @@ pub enum PackageError {
     },
     #[error("{path}: the archive lists one name more than once")]
     DuplicateNames { path: PathBuf },
-    #[error("{archive}: entry {entry:?}: {rule}")]
+    #[error("{archive}: entry {entry:?}")]
     Entry {
         archive: PathBuf,
         entry: String,
@@ -98,7 +99,7 @@ pub enum PackageError {
     TooManyEntries { path: PathBuf },
     #[error("{path}: {what} (only files, directories and symlinks are taken)")]
     Special { path: PathBuf, what: &'static str },
-    #[error("write {path}: {source}")]
+    #[error("write {path}")]
     Write {
         path: PathBuf,
         #[source]

@@ -175,6 +175,17 @@ fn names_that_leave_the_root_are_refused() {
 }
 
 #[test]
+fn errors_read_once_as_the_daemon_chains_them() {
+    let bytes = zip_of(&[("../x", "evil", 0o644)]);
+    let err = anyhow::Error::from(unpack_zip(&bytes).1.unwrap_err());
+    let text = format!("{err:#}");
+    assert!(
+        text.ends_with(r#"package.zip: entry "../x": a `..` component would leave the package"#),
+        "{text}"
+    );
+}
+
+#[test]
 fn symlinks_that_lead_out_are_refused() {
     let link = |name: &'static str, target: &'static str| {
         archive(move |zip| {
