@@ -62,6 +62,7 @@ impl Daemon {
             &call.function,
             call.payload,
             None,
+            None,
             trace,
             (!call.detached).then_some(wait_until).flatten(),
         );
