@@ -44,6 +44,15 @@ pub(super) struct Invocation {
     init_us: u64,
 }
 
+/// What an invocation carries to its handler besides its payload.
+#[derive(Debug, Default)]
+pub(super) struct Carried {
+    pub affinity: Option<String>,
+    /// Lambda's client context and Cognito identity, when the client sent
+    /// either.
+    pub caller: Option<Box<CallerContext>>,
+}
+
 /// Who waits for an invocation's answer.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Origin {
@@ -162,8 +171,10 @@ impl Daemon {
             Origin::Client { conn, request_id },
             &request.function,
             request.payload,
-            request.affinity,
-            (!request.caller.is_empty()).then(|| Box::new(request.caller)),
+            Carried {
+                affinity: request.affinity,
+                caller: (!request.caller.is_empty()).then(|| Box::new(request.caller)),
+            },
             trace,
             None,
         );
@@ -183,11 +194,11 @@ impl Daemon {
         origin: Origin,
         function: &str,
         payload: Vec<u8>,
-        affinity: Option<String>,
-        caller: Option<Box<CallerContext>>,
+        carried: Carried,
         trace: TraceContext,
         wait_until: Option<Instant>,
     ) -> Result<InvocationId, ErrorBody> {
+        let Carried { affinity, caller } = carried;
         if payload.len() > self.config.max_payload {
             let message = format!(
                 "payload of {} bytes is over the {} byte limit",
