@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use sprout::client::Client;
-use sprout::protocol::{DeploySpec, ErrorBody, ErrorKind, InvokeResponse};
+use sprout::client::{Client, InvokeOptions};
+use sprout::protocol::{CallerContext, DeploySpec, ErrorBody, ErrorKind, InvokeResponse};
 
 on_both_backends!(
     calculator_logs_and_fails_as_lambda,
@@ -26,6 +26,8 @@ on_both_backends!(
     json_lines_through_the_root_handlers,
     import_error_at_init,
     syntax_error_at_init,
+    layers_bring_libraries_and_programs,
+    context_object_from_the_invoker,
 );
 
 fn corpus(name: &str) -> PathBuf {
@@ -52,16 +54,46 @@ fn staged(name: &str) -> tempfile::TempDir {
 }
 
 fn deploy(client: &Client, name: &str, code: &Path, handler: &str) {
+    deploy_spec(client, spec(name, code, handler));
+}
+
+fn spec(name: &str, code: &Path, handler: &str) -> DeploySpec {
+    DeploySpec {
+        name: name.into(),
+        runtime: "python".into(),
+        handler: Some(handler.into()),
+        code: code.to_path_buf(),
+        timeout_secs: Some(30),
+        ..Default::default()
+    }
+}
+
+fn deploy_spec(client: &Client, spec: DeploySpec) {
+    let name = spec.name.clone();
     client
-        .deploy(&DeploySpec {
-            name: name.into(),
-            runtime: "python".into(),
-            handler: Some(handler.into()),
-            code: code.to_path_buf(),
-            timeout_secs: Some(30),
-            ..Default::default()
-        })
+        .deploy(&spec)
         .unwrap_or_else(|e| panic!("deploy {name}: {e}"));
+}
+
+/// `pip install --no-deps --target target ...`, as Lambda's packaging
+/// guide installs a function's or a layer's dependencies.
+fn pip_install(target: &Path, requirements: &[&str]) {
+    let installed = Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+        ])
+        .args(["--disable-pip-version-check", "--root-user-action=ignore"])
+        .arg("--target")
+        .arg(target)
+        .args(requirements)
+        .status()
+        .unwrap();
+    assert!(installed.success(), "pip install --target failed");
 }
 
 fn ok(daemon: &Daemon, response: InvokeResponse) -> Value {
@@ -339,23 +371,8 @@ fn sqlite_in_the_package(backend: &str) {
 /// over any the host has.
 fn vendored_package_wins(backend: &str) {
     let code = staged("vendored-package");
-    let installed = Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-compile",
-        ])
-        .args(["--disable-pip-version-check", "--root-user-action=ignore"])
-        .arg("--target")
-        .arg(code.path())
-        .arg("-r")
-        .arg(code.path().join("requirements.txt"))
-        .status()
-        .unwrap();
-    assert!(installed.success(), "pip install --target failed");
+    let requirements = code.path().join("requirements.txt");
+    pip_install(code.path(), &["-r", requirements.to_str().unwrap()]);
 
     let daemon = Daemon::start(backend);
     let client = daemon.client();
@@ -505,5 +522,114 @@ fn syntax_error_at_init(backend: &str) {
             "  File \"/var/task/lambda_function.py\" Line 7\n        \
              print \"Received event: \" + json.dumps(event)"
         )
+    );
+}
+
+/// Two layers merged at /opt: a library pip-installed into one layer's
+/// `python/lib/python3.N/site-packages`, a module in the other's
+/// `python/`, and a program in its `bin/`, found on PATH.
+fn layers_bring_libraries_and_programs(backend: &str) {
+    let python = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys; print('python%d.%d' % sys.version_info[:2])",
+        ])
+        .output()
+        .unwrap();
+    let python = String::from_utf8(python.stdout).unwrap().trim().to_string();
+    let deps = tempfile::Builder::new()
+        .prefix("sprout-layer-")
+        .tempdir()
+        .unwrap();
+    let site = format!("python/lib/{python}/site-packages");
+    pip_install(&deps.path().join(&site), &["jmespath==1.0.1"]);
+
+    let daemon = Daemon::start(backend);
+    let client = daemon.client();
+    let layered = corpus("layered");
+    deploy_spec(
+        &client,
+        DeploySpec {
+            layers: vec![deps.path().to_path_buf(), layered.join("layer-common")],
+            ..spec(
+                "layered",
+                &layered.join("function"),
+                "lambda_function.lambda_handler",
+            )
+        },
+    );
+    let event =
+        br#"{"orders": [{"customer": "ada", "total": 250}, {"customer": "eve", "total": 101}]}"#;
+    let response = client.invoke("layered", event).unwrap();
+    assert_eq!(
+        ok(&daemon, response),
+        json!({
+            "big": ["ada", "eve"],
+            "shouted": "ADA EVE",
+            "modules": [format!("/opt/{site}/jmespath/__init__.py"), "/opt/python/order_rules.py"],
+        })
+    );
+}
+
+/// Lambda's client context and Cognito identity, given to `invoke`,
+/// reach `context.client_context` and `context.identity`; the function's
+/// own fields print as Lambda's would.
+fn context_object_from_the_invoker(backend: &str) {
+    let daemon = Daemon::start(backend);
+    let client = daemon.client();
+    deploy(
+        &client,
+        "ctx",
+        &corpus("context-info"),
+        "lambda_function.lambda_handler",
+    );
+    let client_context = json!({
+        "client": {"installation_id": "i-42", "app_title": "Notes", "app_version_name": "2.1",
+                   "app_version_code": "21", "app_package_name": "com.example.notes"},
+        "custom": {"plan": "pro"},
+        "env": {"platform": "Android", "locale": "en_GB"},
+    });
+    let identity =
+        json!({"cognitoIdentityId": "eu-west-1:1234", "cognitoIdentityPoolId": "eu-west-1:pool"});
+    let options = InvokeOptions {
+        caller: CallerContext {
+            client_context: Some(client_context.to_string()),
+            cognito_identity: Some(identity.to_string()),
+        },
+        ..Default::default()
+    };
+    let response = client.invoke_with("ctx", b"{}", &options).unwrap();
+    let (sandbox, id) = (response.sandbox, response.invocation_id);
+    assert_eq!(
+        ok(&daemon, response),
+        json!({
+            "app": ["Notes", "2.1"],
+            "custom": {"plan": "pro"},
+            "env": {"platform": "Android", "locale": "en_GB"},
+            "identity": ["eu-west-1:1234", "eu-west-1:pool"],
+        })
+    );
+    let lines = log_lines(&daemon, sandbox, 7);
+    let stream = lines[3]
+        .strip_prefix("Log stream: ")
+        .expect("a log stream line");
+    assert!(stream.contains("/[1]"), "{stream}");
+    assert_eq!(
+        lines,
+        [
+            "Function: ctx 1".to_string(),
+            "Function ARN: arn:aws:lambda:us-east-1:000000000000:function:ctx".into(),
+            "Log group: /aws/lambda/ctx".into(),
+            format!("Log stream: {stream}"),
+            format!("Request ID: {id}"),
+            "Memory limit (MB): 128".into(),
+            "Time remaining shrinks: True".into(),
+        ]
+    );
+    // Without them: no client context, an identity with nothing in it.
+    let response = client.invoke("ctx", b"{}").unwrap();
+    assert_eq!(
+        ok(&daemon, response),
+        json!({"app": null, "custom": null, "env": null, "identity": [null, null]})
     );
 }
