@@ -369,18 +369,14 @@ class Context:
 
 
 def xray_trace_id(ident, meta):
-    """`_X_AMZN_TRACE_ID` for an invocation: the daemon's, or one in
-    X-Ray's form from sprout's trace context (None without one)."""
+    """`_X_AMZN_TRACE_ID` for an invocation: the daemon's, or (from a
+    daemon that sends none) one made as the daemon makes it, from sprout's
+    trace id and the invocation's id; None without a trace id."""
     given = meta.get("xray_trace_id")
     trace = meta.get("trace_id")
     if given or not trace:
         return given
-    parent = meta.get("parent_id")
-    if parent is None:
-        parent = f"{ident:016x}"
-    elif len(parent) != 16:  # a caller's request id, in decimal
-        parent = f"{int(parent):016x}"
-    return f"Root=1-{trace[:8]}-{trace[8:]};Parent={parent};Sampled=1"
+    return f"Root=1-{trace[:8]}-{trace[8:]};Parent={ident:016x};Sampled=1"
 
 
 # The running invocation's request id, for log lines ("" between them).

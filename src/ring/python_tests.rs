@@ -240,9 +240,8 @@ fn python_runs_a_handler_with_lambdas_context_and_file_system() {
     }
 }
 
-/// `_X_AMZN_TRACE_ID` per invocation: the daemon's when the INVOKE carries
-/// one, else X-Ray's form of sprout's trace context; sprout's own trace
-/// fields reach the context.
+/// `_X_AMZN_TRACE_ID` per invocation: the daemon's from the INVOKE meta,
+/// else one made the same way; sprout's own trace fields reach the context.
 #[test]
 fn python_sets_the_xray_trace_id_per_invocation() {
     let code = app_dir();
@@ -254,24 +253,23 @@ fn python_sets_the_xray_trace_id_per_invocation() {
             json!({"trace_id": trace, "parent_id": null, "depth": 0, "xray_trace_id": given}),
             given.to_string(),
         ),
+        // Without one, made as the daemon makes it: the invocation is the
+        // parent, whoever called it.
         (
             json!({"trace_id": trace, "parent_id": null, "depth": 0}),
-            format!(
-                "Root=1-0af76519-16cd43dd8448eb211c80319c;Parent={:016x};Sampled=1",
-                7
-            ),
+            "Root=1-0af76519-16cd43dd8448eb211c80319c;Parent=00000000000004d2;Sampled=1".into(),
         ),
         (
             json!({"trace_id": trace, "parent_id": "b7ad6b7169203331", "depth": 0}),
-            "Root=1-0af76519-16cd43dd8448eb211c80319c;Parent=b7ad6b7169203331;Sampled=1".into(),
+            "Root=1-0af76519-16cd43dd8448eb211c80319c;Parent=00000000000004d2;Sampled=1".into(),
         ),
         (
             json!({"trace_id": trace, "parent_id": "300", "depth": 2, "affinity_key": "k"}),
-            "Root=1-0af76519-16cd43dd8448eb211c80319c;Parent=000000000000012c;Sampled=1".into(),
+            "Root=1-0af76519-16cd43dd8448eb211c80319c;Parent=00000000000004d2;Sampled=1".into(),
         ),
     ];
     for (meta, want) in cases {
-        let out = result_json(py.invoke_meta(7, meta.clone(), b"{}"), 7);
+        let out = result_json(py.invoke_meta(1234, meta.clone(), b"{}"), 1234);
         assert_eq!(out["trace"], want, "{meta}");
         let extras = json!([
             meta.get("affinity_key"),
