@@ -360,6 +360,9 @@ res = {
   "mknodat_chr": sc(259, BAD_FD, 8, 0o20600, 0x0101),
   "mknodat_chr_high_bits": sc(259, BAD_FD, 8, (1 << 32) | 0o20600, 0x0101),
   "mknod_blk": sc(133, 8, 0o60600, 0x0101),
+  "ioctl_tiocgpgrp": sc(16, 0xffffffff, 0x540f, 0),
+  "prctl_get_pdeathsig": sc(157, 2, 8),
+  "prctl_set_mm": sc(157, 35, 0, 0, 0, 0),
 }
 print(" ".join(f"{k}={v}" for k, v in res.items()))
 "#;
@@ -411,6 +414,9 @@ print(" ".join(f"{k}={v}" for k, v in res.items()))
         ("mknodat_chr", "EPERM"),
         ("mknodat_chr_high_bits", "EPERM"),
         ("mknod_blk", "EPERM"),
+        ("ioctl_tiocgpgrp", "EBADF"),
+        ("prctl_get_pdeathsig", "EFAULT"),
+        ("prctl_set_mm", "EPERM"),
     ];
     for (probe, errno) in expected {
         assert_eq!(got.get(probe).copied(), Some(errno), "{probe}: {stdout}");
