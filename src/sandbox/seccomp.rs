@@ -28,36 +28,39 @@
 //! The compiled program is three filter layers, installed in this order:
 //!
 //! 1. `kill`: the `kill` section, everything else ALLOW.
-//! 2. `allow`: the `allow` section, everything else ERRNO(EPERM).
-//! 3. `known`: ALLOW for every syscall named in `allow` or `eperm`,
-//!    everything else ERRNO(ENOSYS). Built by [`compile`], not written.
+//! 2. `allow`: the `allow` section; a syscall it names with refused
+//!    arguments gets its mismatch action, ERRNO(EPERM), and a syscall it
+//!    does not name gets the `enosys` section's action, ERRNO(ENOSYS)
+//!    (seccompiler gives a filter one mismatch action for both, so
+//!    [`compile`] sets the second on the compiled layer).
+//! 3. `eperm`: the `eperm` section, everything else ALLOW.
 //!
+//! The `enosys` section needs no layer: its syscalls are simply not named.
 //! The kernel runs every attached filter and keeps the result with the
 //! highest precedence (KILL_PROCESS > ... > ERRNO > ... > ALLOW); among
 //! results of the same action the most recently installed filter wins
 //! (`seccomp_run_filters` walks from the newest filter and only replaces
-//! its result on a strictly higher precedence). So a syscall named nowhere
-//! gets EPERM from `allow` and ENOSYS from `known`, and ENOSYS wins because
-//! `known` is installed last; a syscall in `eperm`, or one `allow` names
-//! with refused arguments, gets ALLOW from `known` and keeps `allow`'s
-//! EPERM; the `enosys` section needs no layer of its own (its syscalls are
-//! simply not known). The `allow` layer therefore permits
-//! `seccomp(SECCOMP_SET_MODE_FILTER)` and `prctl(PR_SET_NO_NEW_PRIVS)`,
-//! which installing the last layer needs.
+//! its result on a strictly higher precedence). So a syscall in `eperm`
+//! gets ENOSYS from `allow` (which does not name it) and EPERM from
+//! `eperm`, and EPERM wins because `eperm` is installed last. The `allow`
+//! layer therefore permits `seccomp(SECCOMP_SET_MODE_FILTER)` and
+//! `prctl(PR_SET_NO_NEW_PRIVS)`, which installing the last layer needs.
 //!
 //! Cost: the kernel (5.11+) caches, per syscall number, whether every
 //! filter allows it whatever its arguments; those syscalls (read, write,
 //! futex, mmap... nearly all of a program's calls) then run no filter at
 //! all, however long the filters are. Only argument-checked syscalls
 //! (clone, ioctl, socket, prctl, mknod...) and refused ones run the
-//! layers, each a linear chain ordered by syscall number.
+//! layers, each a linear chain ordered by syscall number. Installing the
+//! layers (the kernel builds that cache then) and running them for a
+//! refused syscall are timed in docs/threat-model.md.
 //!
 //! Architecture: seccompiler prefixes each filter with a check of
 //! `seccomp_data.arch` and kills the process on any other ABI (i386 via
 //! int 0x80 on x86_64, arm32 on aarch64). x32 syscalls report
 //! AUDIT_ARCH_X86_64 too but carry `__X32_SYSCALL_BIT` (0x40000000) in
 //! their number; seccompiler matches exact numbers, so an x32 number is
-//! known to no layer and gets ENOSYS (tested).
+//! named in no section and gets ENOSYS (tested).
 
 #![deny(unsafe_code)]
 
@@ -86,7 +89,7 @@ const RUNTIMES: [(&str, &str, &str); 2] = [
 /// Sections of a policy file (see the module docs).
 const SECTIONS: [&str; 4] = ["kill", "allow", "eperm", "enosys"];
 /// Compiled filter layers in install order (see the module docs for why).
-const LAYERS: [&str; 3] = ["kill", "allow", "known"];
+const LAYERS: [&str; 3] = ["kill", "allow", "eperm"];
 /// The kernel's limit on instructions per filter (BPF_MAXINSNS).
 const MAX_INSNS: usize = 4096;
 const MAGIC: &[u8; 4] = b"SPSC";

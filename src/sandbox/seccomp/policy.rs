@@ -1,18 +1,21 @@
 //! Seccomp policy files: parsing (every entry must carry a comment),
 //! merging a runtime's additions into the base policy, and compiling the
-//! merged policy to BPF layers with seccompiler (the `known` layer is
-//! derived here, see the parent module's docs).
+//! merged policy to BPF layers with seccompiler (the `allow` layer's
+//! answer for syscalls it does not name is set here, see the parent
+//! module's docs).
 
 #![deny(unsafe_code)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use nix::errno::Errno;
-use seccompiler::TargetArch;
+use seccompiler::{SeccompAction, TargetArch};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{SeccompError, SeccompProgram, BASE_FILE, LAYERS, MAX_INSNS, SECTIONS};
+
+/// A BPF `ret` of a constant (BPF_RET | BPF_K), as seccompiler emits it.
+const RET_K: u16 = 0x06;
 
 /// One policy file: sections by name, each in seccompiler's JSON format.
 /// The types mirror seccompiler's but make every comment mandatory.
@@ -210,52 +213,55 @@ pub(super) fn compile_policy(
             reason: format!("section {name:?} is missing"),
         })
     };
-    let (allow, eperm, enosys) = (section("allow")?, section("eperm")?, section("enosys")?);
-    let unknown = json!({ "errno": Errno::ENOSYS as i32 });
-    // `eperm` and `enosys` are not compiled as written: say what the
-    // layers do, or the policy file would describe another program.
-    if eperm.match_action != allow.mismatch_action
-        || enosys.match_action != unknown
-        || eperm.mismatch_action != json!("allow")
-        || enosys.mismatch_action != json!("allow")
-    {
+    let (allow, enosys) = (section("allow")?, section("enosys")?);
+    let action = |value: &serde_json::Value| {
+        serde_json::from_value::<SeccompAction>(value.clone())
+            .map(u32::from)
+            .map_err(|source| SeccompError::Parse {
+                file: BASE_FILE,
+                source,
+            })
+    };
+    // The enosys section is no layer of its own: its match action is what
+    // the allow layer answers for every syscall it does not name.
+    if enosys.mismatch_action != json!("allow") {
         return Err(SeccompError::Policy {
             file: BASE_FILE,
-            reason: format!(
-                "the eperm section must match with the allow section's mismatch action and the enosys section with {unknown}, both mismatching with \"allow\""
-            ),
+            reason: "the enosys section must mismatch with \"allow\"".to_string(),
         });
     }
-    let known: BTreeSet<&str> = allow
-        .filter
+    let (refused_args, not_named) = (
+        action(&allow.mismatch_action)?,
+        action(&enosys.match_action)?,
+    );
+    let compiled: PolicyFile = LAYERS
         .iter()
-        .chain(&eperm.filter)
-        .map(|r| r.syscall.as_str())
-        .collect();
-    let known = Filter {
-        mismatch_action: unknown,
-        match_action: json!("allow"),
-        filter: known
-            .into_iter()
-            .map(|syscall| Rule {
-                syscall: syscall.to_string(),
-                args: None,
-                comment: "named in the allow or eperm section".to_string(),
-            })
-            .collect(),
-    };
-    let compiled: PolicyFile = [
-        ("kill".to_string(), section("kill")?.clone()),
-        ("allow".to_string(), allow.clone()),
-        ("known".to_string(), known),
-    ]
-    .into();
+        .map(|layer| Ok((layer.to_string(), section(layer)?.clone())))
+        .collect::<Result<_, SeccompError>>()?;
     let json = serde_json::to_vec(&compiled).map_err(|source| SeccompError::Parse {
         file: BASE_FILE,
         source,
     })?;
     let mut map = seccompiler::compile_from_json(json.as_slice(), arch)
         .map_err(|source| SeccompError::Compile { runtime, source })?;
+    // seccompiler has one mismatch action for a named syscall whose
+    // arguments match no rule (each syscall's chain ends with its own
+    // return) and for a syscall the filter does not name (the filter's
+    // last instruction, after every chain): give the latter the enosys
+    // section's action.
+    let last = map
+        .get_mut("allow")
+        .and_then(|bpf| bpf.last_mut())
+        .filter(|insn| insn.code == RET_K && insn.k == refused_args);
+    match last {
+        Some(insn) => insn.k = not_named,
+        None => {
+            return Err(SeccompError::Policy {
+                file: BASE_FILE,
+                reason: "the compiled allow layer does not end with its mismatch action (hint: seccompiler's output changed; see compile_policy)".to_string(),
+            })
+        }
+    }
     let mut layers = Vec::with_capacity(LAYERS.len());
     for layer in LAYERS {
         let bpf = map.remove(layer).ok_or_else(|| SeccompError::Policy {

@@ -363,6 +363,9 @@ res = {
   "ioctl_tiocgpgrp": sc(16, 0xffffffff, 0x540f, 0),
   "prctl_get_pdeathsig": sc(157, 2, 8),
   "prctl_set_mm": sc(157, 35, 0, 0, 0, 0),
+  "seccomp_strict": sc(317, 0, 0, 0),
+  "landlock_bad_size": sc(444, 8, 0, 0),
+  "newest_463": sc(463, 0, 0, 0, 0, 0),
 }
 print(" ".join(f"{k}={v}" for k, v in res.items()))
 "#;
@@ -417,6 +420,11 @@ print(" ".join(f"{k}={v}" for k, v in res.items()))
         ("ioctl_tiocgpgrp", "EBADF"),
         ("prctl_get_pdeathsig", "EFAULT"),
         ("prctl_set_mm", "EPERM"),
+        // The highest-numbered argument-checked syscall, refused: EPERM.
+        ("seccomp_strict", "EPERM"),
+        // The highest-numbered allowed syscall reaches the kernel.
+        ("landlock_bad_size", "EINVAL"),
+        ("newest_463", "ENOSYS"),
     ];
     for (probe, errno) in expected {
         assert_eq!(got.get(probe).copied(), Some(errno), "{probe}: {stdout}");
