@@ -171,6 +171,11 @@ pub struct InvokeArgs {
     /// (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>).
     #[arg(long, value_name = "TRACEPARENT")]
     pub traceparent: Option<String>,
+    /// Lambda's client context for the handler: a JSON object (python
+    /// `context.client_context`; the Runtime API's
+    /// Lambda-Runtime-Client-Context).
+    #[arg(long, value_name = "JSON")]
+    pub client_context: Option<String>,
     /// Refuse payloads over this many bytes before sending (match the
     /// daemon's --max-payload).
     #[arg(long, value_name = "BYTES", env = "SPROUT_MAX_PAYLOAD", default_value = "6M", value_parser = parse_size)]

@@ -13,7 +13,7 @@ use super::args::{
 use super::output::{self, Rendered, EXIT_ERROR};
 use crate::client::{Client, InvokeOptions};
 use crate::daemon::DaemonConfig;
-use crate::protocol::{validate_function_name, DeploySpec};
+use crate::protocol::{validate_function_name, CallerContext, DeploySpec};
 
 pub fn serve(args: ServeArgs) -> Rendered {
     let config = DaemonConfig {
@@ -103,6 +103,10 @@ pub fn invoke(args: InvokeArgs) -> Rendered {
     let options = InvokeOptions {
         affinity: args.affinity,
         traceparent: args.traceparent,
+        caller: CallerContext {
+            client_context: args.client_context,
+            cognito_identity: None,
+        },
     };
     let outcome = Client::connect_with_max_payload(socket, args.max_payload)
         .and_then(|c| c.invoke_with(&args.name, &payload, &options));

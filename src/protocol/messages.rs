@@ -178,6 +178,26 @@ pub struct InvokeRequest {
     /// A W3C `traceparent` (`00-<trace id>-<span id>-<flags>`): the call
     /// tree joins that trace, under that span.
     pub traceparent: Option<String>,
+    /// Lambda's client context and Cognito identity, handed to the
+    /// runtime as they are.
+    pub caller: CallerContext,
+}
+
+/// What Lambda's Invoke API carries beside the payload for the handler:
+/// each a JSON object of at most [`super::MAX_CALLER_CONTEXT`] bytes, which
+/// a runtime passes on (`Lambda-Runtime-Client-Context`,
+/// `Lambda-Runtime-Cognito-Identity`; python `context.client_context`,
+/// `context.identity`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerContext {
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+}
+
+impl CallerContext {
+    pub fn is_empty(&self) -> bool {
+        self.client_context.is_none() && self.cognito_identity.is_none()
+    }
 }
 
 /// Prepare `count` sandboxes of `name` ahead of the invocations, kept

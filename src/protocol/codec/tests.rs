@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::super::{
-    DeploySpec, ErrorBody, FrameDecoder, FunctionInfo, InvokeRequest, InvokeResponse,
+    CallerContext, DeploySpec, ErrorBody, FrameDecoder, FunctionInfo, InvokeRequest, InvokeResponse,
 };
 use super::*;
 
@@ -84,18 +84,21 @@ fn requests() -> Vec<Request> {
             payload: b"{\"name\":\"x\"}".to_vec(),
             affinity: None,
             traceparent: None,
+            caller: Default::default(),
         }),
         Request::Invoke(InvokeRequest {
             function: "f".into(),
             payload: (0..=255).collect(),
             affinity: Some("tenant-7".into()),
             traceparent: None,
+            caller: Default::default(),
         }),
         Request::Invoke(InvokeRequest {
             function: "empty".into(),
             payload: vec![],
             affinity: None,
             traceparent: None,
+            caller: Default::default(),
         }),
         Request::List,
         Request::Remove {
@@ -398,6 +401,7 @@ fn bad_fields_are_refused() {
             payload: vec![],
             affinity: Some("k".repeat(len)),
             traceparent: None,
+            caller: Default::default(),
         });
         encode_request(1, &req, &mut out);
         assert!(matches!(
@@ -445,6 +449,7 @@ fn random_invocations_round_trip_through_random_splits() {
                 payload,
                 affinity: (id % 2 == 1).then(|| format!("key{id}")),
                 traceparent: None,
+                caller: Default::default(),
             });
             encode_request(id, &req, &mut stream);
             want.push(req);
@@ -473,6 +478,7 @@ fn a_traceparent_rides_on_an_invoke_with_or_without_a_key() {
             payload: b"{}".to_vec(),
             affinity,
             traceparent: Some(parent.into()),
+            caller: Default::default(),
         });
         let mut out = Vec::new();
         encode_request(1, &req, &mut out);
@@ -483,11 +489,83 @@ fn a_traceparent_rides_on_an_invoke_with_or_without_a_key() {
         payload: vec![],
         affinity: None,
         traceparent: Some("00-zz".into()),
+        caller: Default::default(),
     });
     let mut out = Vec::new();
     encode_request(1, &bad, &mut out);
     assert!(matches!(
         decode_request(&one_frame(&out)),
         Err(DecodeError::Traceparent { .. })
+    ));
+}
+
+#[test]
+fn caller_context_rides_on_an_invoke_after_the_other_options() {
+    let context = r#"{"custom":{"k":"v"},"client":{"app_title":"t"}}"#;
+    let identity = r#"{"cognitoIdentityId":"id","cognitoIdentityPoolId":"pool"}"#;
+    for (affinity, client_context, cognito_identity) in [
+        (None, Some(context), None),
+        (None, None, Some(identity)),
+        (Some("tenant"), Some(context), Some(identity)),
+    ] {
+        let req = Request::Invoke(InvokeRequest {
+            function: "f".into(),
+            payload: b"{}".to_vec(),
+            affinity: affinity.map(str::to_owned),
+            traceparent: None,
+            caller: CallerContext {
+                client_context: client_context.map(str::to_owned),
+                cognito_identity: cognito_identity.map(str::to_owned),
+            },
+        });
+        let mut out = Vec::new();
+        encode_request(1, &req, &mut out);
+        assert_eq!(decode_request(&one_frame(&out)).unwrap(), req);
+    }
+    for bad in [
+        "not json".to_owned(),
+        "[1]".to_owned(),
+        format!(
+            r#"{{"k":"{}"}}"#,
+            "x".repeat(crate::protocol::MAX_CALLER_CONTEXT)
+        ),
+    ] {
+        let req = Request::Invoke(InvokeRequest {
+            function: "f".into(),
+            payload: vec![],
+            affinity: None,
+            traceparent: None,
+            caller: CallerContext {
+                client_context: Some(bad),
+                cognito_identity: None,
+            },
+        });
+        let mut out = Vec::new();
+        encode_request(1, &req, &mut out);
+        assert!(matches!(
+            decode_request(&one_frame(&out)),
+            Err(DecodeError::CallerContext {
+                field: "client context"
+            })
+        ));
+    }
+}
+
+#[test]
+fn an_absent_option_at_the_end_is_refused() {
+    let req = Request::Invoke(InvokeRequest {
+        function: "f".into(),
+        payload: vec![],
+        affinity: Some("k".into()),
+        traceparent: None,
+        caller: Default::default(),
+    });
+    let mut out = Vec::new();
+    encode_request(1, &req, &mut out);
+    let mut frame = one_frame(&out);
+    frame.body.push(0);
+    assert!(matches!(
+        decode_request(&frame),
+        Err(DecodeError::TrailingBytes { .. })
     ));
 }
