@@ -277,14 +277,6 @@ class InvokeError(Exception):
         self.invocation_id = invocation_id
 
 
-class CognitoIdentity:
-    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
-
-    def __init__(self, fields):
-        self.cognito_identity_id = fields.get("cognitoIdentityId")
-        self.cognito_identity_pool_id = fields.get("cognitoIdentityPoolId")
-
-
 class ContextError(Exception):
     """An invocation's client context or identity is not JSON."""
 
@@ -313,7 +305,7 @@ class Context:
     tree; `invoke` and `invoke_async` call other functions.
     """
 
-    __slots__ = ("aws_request_id", "request_id", "client_context", "identity")
+    __slots__ = ("aws_request_id", "request_id", "client_context", "_identity")
     __slots__ += ("affinity_key", "trace_id", "parent_id", "depth", "_deadline_ms")
 
     function_name = ""
@@ -328,14 +320,30 @@ class Context:
     def __init__(self, request_id, deadline_ms, meta):
         self.aws_request_id = request_id
         self.request_id = request_id
-        client_context = _context_json(meta, "client_context", "Client Context")
-        self.client_context = None if client_context is None else support().ClientContext(client_context)
-        self.identity = CognitoIdentity(_context_json(meta, "cognito_identity", "Cognito Identity") or {})
+        self.client_context = self._identity = None
+        if "client_context" in meta or "cognito_identity" in meta:
+            self._caller(meta)
         self.affinity_key = meta.get("affinity_key")
         self.trace_id = meta.get("trace_id")
         self.parent_id = meta.get("parent_id")
         self.depth = meta.get("depth") or 0
         self._deadline_ms = deadline_ms
+
+    def _caller(self, meta):
+        """What a mobile client sent along (rare: built only then)."""
+        client_context = _context_json(meta, "client_context", "Client Context")
+        if client_context is not None:
+            self.client_context = support().ClientContext(client_context)
+        identity = _context_json(meta, "cognito_identity", "Cognito Identity")
+        if identity is not None:
+            self._identity = support().CognitoIdentity(identity)
+
+    @property
+    def identity(self):
+        """Lambda's CognitoIdentity; its fields are None without one."""
+        if self._identity is None:
+            self._identity = support().CognitoIdentity({})
+        return self._identity
 
     def get_remaining_time_in_millis(self):
         return max(0, int(self._deadline_ms - time.time() * 1000))

@@ -10,13 +10,14 @@ start). Each behaves as AWS Lambda's Python runtime (awslambdaric) does.
 import os
 import sys
 import time
-import traceback
 
 
 def stack_trace(exc):
     """An exception's traceback from the first frame outside bootstrap.py,
     each frame as `  File "/var/task/app.py", line 3, in handler\\n
     raise ...\\n` (frames as tuples: no column carets, as Lambda)."""
+    import traceback
+
     frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(exc.__traceback__)]
     for i, frame in enumerate(frames):
         if "/bootstrap.py" not in frame[0]:
@@ -85,6 +86,16 @@ def dumps_with_decimals(value, encode_string, unserializable):
     return "".join(encode(value, 0))
 
 
+class CognitoIdentity:
+    """context.identity: the Cognito identity that authorised the call."""
+
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, fields):
+        self.cognito_identity_id = fields.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = fields.get("cognitoIdentityPoolId")
+
+
 class ClientContext:
     """context.client_context: what the caller's mobile SDK sent."""
 
@@ -150,6 +161,7 @@ def json_formatter(logging):
     message, logger, requestId, the exception if any, and the record's extra
     fields."""
     import json
+    import traceback
 
     reserved = {
         *("name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module", "exc_info"),
