@@ -277,22 +277,6 @@ class InvokeError(Exception):
         self.invocation_id = invocation_id
 
 
-class ContextError(Exception):
-    """An invocation's client context or identity is not JSON."""
-
-
-def _context_json(meta, key, what):
-    """The decoded object of meta key `key` (a JSON string, as Lambda's
-    headers carry it), or None."""
-    value = meta.get(key)
-    if value is None or not isinstance(value, str):
-        return value
-    try:
-        return json_loads(value)
-    except ValueError as exc:
-        raise ContextError(f"Unable to parse {what} JSON: {exc}") from None
-
-
 class Context:
     """What a handler gets as its second argument, Lambda's context object.
 
@@ -330,13 +314,9 @@ class Context:
         self._deadline_ms = deadline_ms
 
     def _caller(self, meta):
-        """What a mobile client sent along (rare: built only then)."""
-        client_context = _context_json(meta, "client_context", "Client Context")
-        if client_context is not None:
-            self.client_context = support().ClientContext(client_context)
-        identity = _context_json(meta, "cognito_identity", "Cognito Identity")
-        if identity is not None:
-            self._identity = support().CognitoIdentity(identity)
+        """What a mobile client sent along (rare: built only then);
+        ValueError if it is not JSON."""
+        self.client_context, self._identity = support().caller_context(meta, json_loads)
 
     @property
     def identity(self):
@@ -556,7 +536,7 @@ def serve(ring, handler, timeout_ms):
             environ.pop("_X_AMZN_TRACE_ID", None)
         try:
             context = Context(request_id, deadline_ms, meta)
-        except ContextError as exc:
+        except ValueError as exc:  # a client context or identity not JSON
             push(ERROR, ident, error_body("Runtime.LambdaContextUnmarshalError", str(exc), [], request_id))
             continue
         try:

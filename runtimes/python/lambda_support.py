@@ -86,6 +86,29 @@ def dumps_with_decimals(value, encode_string, unserializable):
     return "".join(encode(value, 0))
 
 
+def caller_context(meta, loads):
+    """(context.client_context, context.identity) from the INVOKE meta's
+    `client_context` and `cognito_identity`, JSON objects in strings as
+    Lambda's headers carry them (None where absent); ValueError with
+    Lambda's message when one is not JSON."""
+
+    def parse(key, what):
+        value = meta.get(key)
+        if not isinstance(value, str):
+            return value
+        try:
+            return loads(value)
+        except ValueError as exc:
+            raise ValueError(f"Unable to parse {what} JSON: {exc}") from None
+
+    client_context = parse("client_context", "Client Context")
+    identity = parse("cognito_identity", "Cognito Identity")
+    return (
+        None if client_context is None else ClientContext(client_context),
+        None if identity is None else CognitoIdentity(identity),
+    )
+
+
 class CognitoIdentity:
     """context.identity: the Cognito identity that authorised the call."""
 
