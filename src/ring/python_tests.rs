@@ -72,8 +72,9 @@ def as_json_sees_it(event, context):
     return {"event": event, "dumped": json.dumps(event)}
 "#;
 
-fn bootstrap() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("runtimes/python/bootstrap.py")
+/// runtimes/python, where the sandbox's /var/runtime comes from.
+fn runtime_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("runtimes/python")
 }
 
 fn code_dir(dir: &Path) -> OwnedFd {
@@ -124,11 +125,16 @@ impl Python {
     /// Started, READY read, and assigned `handler` from `code` with
     /// Lambda's environment plus `extra`.
     pub fn start(handler: &str, code: &Path, extra: &[(&str, &str)]) -> Python {
+        Python::start_from(&runtime_dir(), handler, code, extra)
+    }
+
+    /// As [`Python::start`], the runtime's files taken from `runtime`.
+    fn start_from(runtime: &Path, handler: &str, code: &Path, extra: &[(&str, &str)]) -> Python {
         let stdout_dir = tempfile::tempdir().unwrap();
         let stdout = stdout_dir.path().join("stdout");
         let mut cmd = Command::new(PYTHON);
         cmd.arg("-I")
-            .arg(bootstrap())
+            .arg(runtime.join("start.py"))
             .env_clear()
             .env("SPROUT_RUNTIME", "python")
             .stdout(File::create(&stdout).unwrap());
@@ -397,4 +403,55 @@ fn python_serves_the_hello_example() {
     assert_eq!(out["request_id"], "5");
     let out = result_json(py.invoke(6, b""), 6);
     assert_eq!(out["message"], "Hello, world!");
+}
+
+/// start.py runs the bootstrap's bytecode when this Python compiled it (as
+/// the daemon does at start), and the source when there is no bytecode or
+/// it is another Python's.
+#[test]
+fn python_start_runs_the_compiled_bootstrap_else_the_source() {
+    let runtime = tempfile::tempdir().unwrap();
+    for name in ["start.py", "bootstrap.py", "lambda_support.py"] {
+        std::fs::copy(runtime_dir().join(name), runtime.path().join(name)).unwrap();
+    }
+    let compiled = Command::new(PYTHON)
+        .args(["-I", "-m", "py_compile"])
+        .arg(runtime.path().join("bootstrap.py"))
+        .status()
+        .unwrap();
+    assert!(compiled.success());
+    let cached = std::fs::read_dir(runtime.path().join("__pycache__"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let pyc = runtime.path().join("bootstrap.pyc");
+    std::fs::rename(cached, &pyc).unwrap();
+    let source = std::fs::read(runtime.path().join("bootstrap.py")).unwrap();
+    let code = app_dir();
+
+    // Bytecode present: the source is not even read.
+    std::fs::write(runtime.path().join("bootstrap.py"), "raise SystemExit(9)\n").unwrap();
+    let mut py = Python::start_from(runtime.path(), "app.ok", code.path(), &[]);
+    assert_eq!(py.rt.wait_message(WAIT).unwrap(), RuntimeMessage::InitOk);
+    assert_eq!(result_json(py.invoke(1, b"{}"), 1)["request_id"], "1");
+
+    // Another Python's bytecode (its magic number differs): the source.
+    std::fs::write(runtime.path().join("bootstrap.py"), &source).unwrap();
+    let mut bytes = std::fs::read(&pyc).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&pyc, &bytes).unwrap();
+    let mut py = Python::start_from(runtime.path(), "app.boom", code.path(), &[]);
+    assert_eq!(py.rt.wait_message(WAIT).unwrap(), RuntimeMessage::InitOk);
+    let RuntimeMessage::Error { body, .. } = py.invoke(3, b"7") else {
+        panic!("expected an error");
+    };
+    assert!(String::from_utf8_lossy(&body).contains("bad input: 7"));
+
+    // No bytecode: the source.
+    std::fs::remove_file(&pyc).unwrap();
+    let mut py = Python::start_from(runtime.path(), "app.ok", code.path(), &[]);
+    assert_eq!(py.rt.wait_message(WAIT).unwrap(), RuntimeMessage::InitOk);
+    assert_eq!(result_json(py.invoke(4, b"{}"), 4)["request_id"], "4");
 }

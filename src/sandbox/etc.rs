@@ -4,11 +4,16 @@
 //! directory each sandbox mounts its root tmpfs on (in its own mount
 //! namespace). See rootfs/README.md and rootfs/etc.manifest.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
+use super::rootfs::RUNTIME_MOUNT;
+use super::runtime::PYTHON;
 use super::{RuntimeKind, SandboxError};
 
 /// Host files copied verbatim into the sandbox /etc when present: the
@@ -46,10 +51,27 @@ pub const GENERATED: &[(&str, &str)] = &[
     ("hostname", "sprout\n"),
 ];
 
-/// The python runtime's bootstrap and the module it loads on first use,
-/// written to runtimes/python/.
-const PYTHON_BOOTSTRAP: &str = include_str!("../../runtimes/python/bootstrap.py");
-const PYTHON_LAMBDA_SUPPORT: &str = include_str!("../../runtimes/python/lambda_support.py");
+/// The python runtime's files, written to runtimes/python/: what the
+/// sandbox runs (start.py), the runtime it starts, and the module that
+/// runtime loads on first use.
+const PYTHON_FILES: &[(&str, &str)] = &[
+    ("start.py", include_str!("../../runtimes/python/start.py")),
+    (
+        "bootstrap.py",
+        include_str!("../../runtimes/python/bootstrap.py"),
+    ),
+    (
+        "lambda_support.py",
+        include_str!("../../runtimes/python/lambda_support.py"),
+    ),
+];
+
+/// Compiles `DIR/bootstrap.py` to `DIR/bootstrap.pyc` (argv: DIR, then the
+/// directory sandboxes see it in, for the paths in its frames).
+const PRECOMPILE: &str = "import py_compile, sys; d, seen = sys.argv[1:]; \
+    py_compile.compile(d + '/bootstrap.py', cfile=d + '/bootstrap.pyc', \
+    dfile=seen + '/bootstrap.py', doraise=True, \
+    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)";
 
 /// Paths of the prepared tree.
 #[derive(Debug, Clone)]
@@ -136,16 +158,44 @@ fn write_runtime(kind: RuntimeKind, dir: &Path) -> io::Result<()> {
     mkdir_public(dir)?;
     match kind {
         RuntimeKind::Python => {
-            write_public(&dir.join("bootstrap.py"), PYTHON_BOOTSTRAP.as_bytes())?;
-            write_public(
-                &dir.join("lambda_support.py"),
-                PYTHON_LAMBDA_SUPPORT.as_bytes(),
-            )
+            for (name, text) in PYTHON_FILES {
+                write_public(&dir.join(name), text.as_bytes())?;
+            }
+            precompile_python(dir);
+            Ok(())
         }
         // The init itself is the native loader; the bootstrap comes with
         // the function's code.
         RuntimeKind::Native => Ok(()),
     }
+}
+
+/// Compile the python runtime's bootstrap once, with the host's python, so
+/// that sandboxes run its bytecode rather than compile it on every start
+/// (start.py). Without it (no python here, or it failed) they compile the
+/// source: slower, not wrong, so a failure is only a warning.
+fn precompile_python(dir: &Path) {
+    if let Err(reason) = try_precompile_python(dir) {
+        tracing::warn!(%reason, "precompiling the python runtime failed; sandboxes will compile it as they start");
+    }
+}
+
+fn try_precompile_python(dir: &Path) -> Result<(), String> {
+    let seen = format!("/{RUNTIME_MOUNT}");
+    let out = Command::new(OsStr::from_bytes(PYTHON.to_bytes()))
+        .args(["-I", "-c", PRECOMPILE])
+        .arg(dir)
+        .arg(&seen)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running python: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("{}: {}", out.status, stderr.trim()));
+    }
+    // Readable by every sandbox whatever this process's umask.
+    fs::set_permissions(dir.join("bootstrap.pyc"), fs::Permissions::from_mode(0o644))
+        .map_err(|e| format!("chmod bootstrap.pyc: {e}"))
 }
 
 /// Copy a regular file (mode 0644) or recreate a symlink; absent is fine.
@@ -255,10 +305,9 @@ mod tests {
             .runtime(RuntimeKind::Python)
             .join("bootstrap.py")
             .is_file());
-        assert!(layout
-            .runtime(RuntimeKind::Python)
-            .join("lambda_support.py")
-            .is_file());
+        for name in ["start.py", "lambda_support.py", "bootstrap.pyc"] {
+            assert!(layout.runtime(RuntimeKind::Python).join(name).is_file());
+        }
         assert!(layout.runtime(RuntimeKind::Native).is_dir());
         assert!(layout.dir.join(NEWROOT).is_dir());
 

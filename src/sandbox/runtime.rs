@@ -2,8 +2,9 @@
 //! runtime's process: install the seccomp filter (last) and exec the
 //! runtime.
 //!
-//! - python: exec `/usr/bin/python3 -I /opt/sprout/runtime/bootstrap.py`;
-//!   the bootstrap announces READY and reads its assignment from fd 6.
+//! - python: exec `/usr/bin/python3 -I /var/runtime/start.py`, which runs
+//!   the bootstrap (compiled once by the daemon); the bootstrap announces
+//!   READY and reads its assignment from fd 6.
 //! - native: the runtime's process is the pooled loader. It installs the
 //!   seccomp filter, announces READY on the ring, blocks on fd 6 for the
 //!   assignment (JSON [`Assignment`] plus the code directory's
@@ -22,7 +23,7 @@ use super::{seccomp, Assignment, RuntimeKind};
 use crate::sys::fd::dup_inherited;
 use crate::sys::process::{self, Argv};
 
-const PYTHON: &CStr = c"/usr/bin/python3";
+pub(super) const PYTHON: &CStr = c"/usr/bin/python3";
 /// The function's code (Lambda's `LAMBDA_TASK_ROOT`), mounted before the
 /// assignment arrives: the runtime's working directory.
 pub const TASK_ROOT: &str = "/var/task";
@@ -42,8 +43,9 @@ pub fn start(config: &InitConfig, env: Vec<String>) -> ConfineError {
 enum Never {}
 
 fn exec_python(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineError> {
-    let bootstrap = format!("/{RUNTIME_MOUNT}/bootstrap.py");
-    let argv = make_argv(&["python3", "-I", &bootstrap])?;
+    // start.py runs the bootstrap the daemon compiled (etc.rs).
+    let start = format!("/{RUNTIME_MOUNT}/start.py");
+    let argv = make_argv(&["python3", "-I", &start])?;
     let envp = make_argv(&env)?;
     apply_seccomp(config)?;
     let err = process::execve(PYTHON, &argv, &envp);
