@@ -14,7 +14,9 @@ use crate::sandbox::RuntimeKind;
 pub enum FunctionError {
     #[error("invalid function name: {0}")]
     Name(String),
-    #[error("unknown runtime {0:?} (expected one of: native, python)")]
+    /// The runtime name was refused; the text says why and what is
+    /// accepted ([`RuntimeKind::parse_name`]).
+    #[error("{0}")]
     Runtime(String),
     #[error("the python runtime needs --handler MODULE.FUNCTION, got {0:?}")]
     Handler(String),
@@ -40,6 +42,8 @@ pub enum FunctionError {
     },
     #[error("code directory {0} has no executable `bootstrap` (build one with runtimes/native)")]
     Bootstrap(String),
+    #[error("code directory {0} has no executable `bootstrap` (the provided runtime executes /var/task/bootstrap, which talks to the Lambda Runtime API)")]
+    ProvidedBootstrap(String),
 }
 
 /// A function version as stored in the registry.
@@ -100,10 +104,7 @@ impl Function {
     /// checked: see [`Function::check_code`]).
     pub fn from_spec(spec: &DeploySpec, version: u64) -> Result<Function, FunctionError> {
         protocol::validate_function_name(&spec.name).map_err(FunctionError::Name)?;
-        let runtime: RuntimeKind = spec
-            .runtime
-            .parse()
-            .map_err(|_| FunctionError::Runtime(spec.runtime.clone()))?;
+        let runtime: RuntimeKind = spec.runtime.parse().map_err(FunctionError::Runtime)?;
         let handler = match runtime {
             RuntimeKind::Python => {
                 let handler = spec.handler.clone().unwrap_or_default();
@@ -116,6 +117,9 @@ impl Function {
                 handler
             }
             RuntimeKind::Native => String::new(),
+            // Lambda hands the handler to the bootstrap as `_HANDLER`; any
+            // text is the bootstrap's business.
+            RuntimeKind::Provided => spec.handler.clone().unwrap_or_default(),
         };
         let memory_mb = spec.memory_mb.unwrap_or(Self::DEFAULT_MEMORY_MB);
         if !(Self::MIN_MEMORY_MB..=Self::MAX_MEMORY_MB).contains(&memory_mb) {
@@ -183,15 +187,12 @@ impl Function {
                     })
                 }
             }
-            RuntimeKind::Native => {
-                let executable = std::fs::metadata(dir.join("bootstrap"))
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-                if executable {
-                    Ok(())
-                } else {
-                    Err(FunctionError::Bootstrap(shown))
-                }
-            }
+            RuntimeKind::Native if has_bootstrap(dir) => Ok(()),
+            RuntimeKind::Native => Err(FunctionError::Bootstrap(shown)),
+            // TODO(layers): once deploy takes layers, a layer's
+            // /opt/bootstrap will do as well (Lambda falls back to it).
+            RuntimeKind::Provided if has_bootstrap(dir) => Ok(()),
+            RuntimeKind::Provided => Err(FunctionError::ProvidedBootstrap(shown)),
         }
     }
 
@@ -213,6 +214,13 @@ impl Function {
             prewarm_callees: self.prewarm_callees,
         }
     }
+}
+
+/// Whether `dir` holds an executable regular file named `bootstrap`
+/// (symlinks followed).
+fn has_bootstrap(dir: &Path) -> bool {
+    std::fs::metadata(dir.join("bootstrap"))
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -317,5 +325,28 @@ mod tests {
         assert!(f.check_code(dir.path()).is_err());
         std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(f.check_code(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn provided_takes_lambda_names_and_needs_a_bootstrap() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["provided", "provided.al2", "provided.al2023"] {
+            let f = Function::from_spec(&spec(name, None), 1).unwrap();
+            assert_eq!(f.runtime, RuntimeKind::Provided);
+            assert_eq!(f.info().runtime, "provided");
+            assert!(matches!(
+                f.check_code(dir.path()),
+                Err(FunctionError::ProvidedBootstrap(_))
+            ));
+        }
+        let with_handler = Function::from_spec(&spec("provided", Some("function.handler")), 1);
+        assert_eq!(with_handler.unwrap().handler, "function.handler");
+        let bootstrap = dir.path().join("bootstrap");
+        std::fs::write(&bootstrap, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = Function::from_spec(&spec("provided.al2023", None), 1).unwrap();
+        assert!(f.check_code(dir.path()).is_ok());
+        let err = Function::from_spec(&spec("nodejs20.x", None), 1).unwrap_err();
+        assert!(err.to_string().contains("not supported yet"), "{err}");
     }
 }

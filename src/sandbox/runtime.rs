@@ -29,6 +29,11 @@ pub fn start(config: &InitConfig, env: Vec<String>) -> ConfineError {
     let result = match config.runtime {
         RuntimeKind::Python => exec_python(config, env),
         RuntimeKind::Native => load_native(config, env),
+        RuntimeKind::Provided => Err(ConfineError::new(
+            Step::Exec,
+            "start the provided runtime",
+            std::io::Error::from(std::io::ErrorKind::Unsupported),
+        )),
     };
     match result {
         Ok(never) => match never {},

@@ -44,7 +44,7 @@ use seccomp_policy::{compile_policy, merge, parse};
 const BASE_FILE: &str = "runtimes/base.seccomp.json";
 const BASE: &str = include_str!("../../runtimes/base.seccomp.json");
 /// Each runtime's name, policy file and embedded policy.
-const RUNTIMES: [(&str, &str, &str); 2] = [
+const RUNTIMES: [(&str, &str, &str); 3] = [
     (
         "python",
         "runtimes/python/seccomp.json",
@@ -54,6 +54,11 @@ const RUNTIMES: [(&str, &str, &str); 2] = [
         "native",
         "runtimes/native/seccomp.json",
         include_str!("../../runtimes/native/seccomp.json"),
+    ),
+    (
+        "provided",
+        "runtimes/provided/seccomp.json",
+        include_str!("../../runtimes/provided/seccomp.json"),
     ),
 ];
 
@@ -66,7 +71,7 @@ const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    #[error("unknown runtime {runtime:?} (known: python, native)")]
+    #[error("unknown runtime {runtime:?} (known: python, native, provided)")]
     UnknownRuntime { runtime: String },
     #[error("parse seccomp policy {file}")]
     Parse {
