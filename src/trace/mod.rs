@@ -14,9 +14,11 @@ pub mod otlp;
 mod profile;
 pub mod render;
 mod store;
+mod xray;
 
 pub use context::{
     parse_traceparent, Parent, TraceContext, TraceIds, TraceParent, MAX_TREE_INVOCATIONS,
 };
 pub use profile::{frequent_callees, profile};
 pub use store::{Span, SpanStore};
+pub use xray::xray_trace_id;
