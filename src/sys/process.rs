@@ -304,7 +304,7 @@ fn exec_first(cwd: &CStr, programs: &[&CStr], argv: &Argv, envp: &Argv) -> i32 {
     let say = |text: String| {
         let _ = nix::unistd::write(io::stderr(), text.as_bytes());
     };
-    if close_from(3).is_err() {
+    if close_from(3).is_err() || reset_signals().is_err() {
         return SPAWN_EXEC_FAILED;
     }
     // SAFETY: `cwd` is NUL-terminated and alive.
@@ -323,6 +323,17 @@ fn exec_first(cwd: &CStr, programs: &[&CStr], argv: &Argv, envp: &Argv) -> i32 {
     let names: Vec<_> = programs.iter().map(|p| p.to_string_lossy()).collect();
     say(format!("cannot execute {}: {last}\n", names.join(" or ")));
     SPAWN_EXEC_FAILED
+}
+
+/// Give the program a clean signal state: no blocked signals, and
+/// SIGPIPE back to its default (Rust's runtime ignores it, and an ignored
+/// signal stays ignored across exec).
+fn reset_signals() -> io::Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    // SAFETY: SIG_DFL installs no code.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }?;
+    Ok(())
 }
 
 /// How a reaped child ended.
