@@ -32,6 +32,7 @@
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod lambda;
 pub mod pool;
 pub mod protocol;
 pub mod reactor;

@@ -294,22 +294,50 @@ fn confinement_seen_from_inside(backend: &str) {
             "{ns} namespace"
         );
     }
-    // No host environment leaks in.
+    // No host environment leaks in: the runtime's variables and Lambda's,
+    // with the function's values, and no credentials.
     let env = probe["env"].as_object().unwrap();
+    let lambda = [
+        ("AWS_LAMBDA_FUNCTION_NAME", "probe"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/probe"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("_HANDLER", "app.probe"),
+        ("LAMBDA_TASK_ROOT", "/var/task"),
+        ("LAMBDA_RUNTIME_DIR", "/var/runtime"),
+        ("TZ", ":UTC"),
+        ("LANG", "C.UTF-8"),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin"),
+        ("LD_LIBRARY_PATH", "/var/task:/var/task/lib:/opt/lib"),
+    ];
+    for (key, value) in lambda {
+        assert_eq!(env.get(key), Some(&serde_json::json!(value)), "{key}");
+    }
+    let stream = env["AWS_LAMBDA_LOG_STREAM_NAME"].as_str().unwrap();
+    assert!(stream.contains("/[1]") && stream.len() == 46, "{stream}");
+    assert!(env["AWS_EXECUTION_ENV"]
+        .as_str()
+        .unwrap()
+        .starts_with("AWS_Lambda_python3"));
     for key in env.keys() {
         assert!(
             [
-                "PATH",
-                "LANG",
                 "HOME",
                 "LC_CTYPE",
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                "AWS_EXECUTION_ENV",
                 "SPROUT_RUNTIME",
                 "SPROUT_FUNCTION",
                 "SPROUT_FUNCTION_VERSION",
                 "SPROUT_MEMORY_MB",
                 "SPROUT_TIMEOUT_MS",
             ]
-            .contains(&key.as_str()),
+            .contains(&key.as_str())
+                || lambda.iter().any(|(k, _)| k == key),
             "unexpected variable {key} inside the sandbox"
         );
     }

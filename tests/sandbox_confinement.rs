@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde_json::Value;
 use sprout::ring::{HostRing, RuntimeMessage};
-use sprout::sandbox::{open_code_mount, Assignment, Limits, RuntimeKind, Sandbox, SandboxEnv};
+use sprout::sandbox::{
+    open_code_mount, Assignment, Limits, Package, RuntimeKind, Sandbox, SandboxEnv,
+};
 use sprout::testing::require_root;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -98,6 +100,15 @@ fn unique_instance(tag: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The package of a function whose code is `code`: no layers, /tmp 512 MiB.
+fn package(code: &Path) -> Package<'_> {
+    Package {
+        code,
+        layers: None,
+        tmp_bytes: 512 << 20,
+    }
 }
 
 fn prepare(state: &Path, instance: &str) -> SandboxEnv {
@@ -245,7 +256,7 @@ fn python_sandbox_is_confined() {
     let env = prepare(state.path(), &instance);
     let (mut ring, end) = HostRing::create(1 << 20).unwrap();
     let started = Instant::now();
-    let sandbox = env
+    let mut sandbox = env
         .spawn(1, RuntimeKind::Python, &Limits::for_memory_mb(256), end)
         .expect("spawn");
     assert_eq!(
@@ -257,7 +268,11 @@ fn python_sandbox_is_confined() {
     let code = code_dir(&[("probe.py", PROBE.as_bytes(), 0o644)]);
     let mount = open_code_mount(code.path()).unwrap();
     sandbox
-        .assign(mount.as_fd(), &assignment("probe.handler"))
+        .assign(
+            &package(code.path()),
+            mount.as_fd(),
+            &assignment("probe.handler"),
+        )
         .unwrap();
     drop(mount);
     assert_eq!(
@@ -457,7 +472,9 @@ fn check_mounts(mountinfo: &str) {
         "/",
         "/usr",
         "/etc",
-        "/opt/sprout/runtime",
+        "/var/runtime",
+        "/var/task",
+        "/opt",
         "/tmp",
         "/dev",
         "/dev/null",
@@ -471,7 +488,15 @@ fn check_mounts(mountinfo: &str) {
     .collect();
     let got: BTreeSet<&str> = points.keys().map(String::as_str).collect();
     assert_eq!(got, expected, "{mountinfo}");
-    for ro in ["/", "/usr", "/etc", "/opt/sprout/runtime", "/dev"] {
+    for ro in [
+        "/",
+        "/usr",
+        "/etc",
+        "/var/runtime",
+        "/var/task",
+        "/opt",
+        "/dev",
+    ] {
         assert_eq!(points[ro], "ro", "{ro} must be read-only:\n{mountinfo}");
     }
 }
@@ -572,7 +597,7 @@ fn native_sandbox_runs_hello() {
     let env = prepare(state.path(), &instance);
     let (mut ring, end) = HostRing::create(1 << 20).unwrap();
     let started = Instant::now();
-    let sandbox = env
+    let mut sandbox = env
         .spawn(2, RuntimeKind::Native, &Limits::for_memory_mb(128), end)
         .expect("spawn");
     assert_eq!(
@@ -585,7 +610,9 @@ fn native_sandbox_runs_hello() {
     let code = code_dir(&[("bootstrap", &binary, 0o755)]);
     let mount = open_code_mount(code.path()).unwrap();
     let assigned = Instant::now();
-    sandbox.assign(mount.as_fd(), &assignment("main")).unwrap();
+    sandbox
+        .assign(&package(code.path()), mount.as_fd(), &assignment("main"))
+        .unwrap();
     assert_eq!(
         next_message(&mut ring, &sandbox, READY_TIMEOUT),
         RuntimeMessage::InitOk
@@ -654,7 +681,7 @@ fn the_reaper_reports_how_the_runtime_ended() {
     ];
     for (id, (event, status, policy)) in (1..).zip(cases) {
         let (mut ring, end) = HostRing::create(1 << 20).unwrap();
-        let sandbox = env
+        let mut sandbox = env
             .spawn(id, RuntimeKind::Python, &Limits::for_memory_mb(128), end)
             .expect("spawn");
         assert_eq!(
@@ -663,7 +690,11 @@ fn the_reaper_reports_how_the_runtime_ended() {
         );
         let mount = open_code_mount(code.path()).unwrap();
         sandbox
-            .assign(mount.as_fd(), &assignment("endings.handler"))
+            .assign(
+                &package(code.path()),
+                mount.as_fd(),
+                &assignment("endings.handler"),
+            )
             .unwrap();
         drop(mount);
         assert_eq!(

@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// wake a halted CPU (tens of microseconds on a virtual machine).
     #[arg(long, value_name = "US", default_value_t = DaemonConfig::DEFAULT_BUSY_POLL_US)]
     pub busy_poll_us: u64,
+    /// The AWS region functions see (AWS_REGION, AWS_DEFAULT_REGION, their
+    /// ARNs).
+    #[arg(long, default_value = crate::lambda::env::DEFAULT_REGION, value_parser = parse_region)]
+    pub region: String,
 }
 
 /// Where the daemon listens; every client command takes it.
@@ -277,9 +281,31 @@ pub fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// An AWS region name: lower-case letters, digits and dashes (it goes
+/// into ARNs and headers).
+pub fn parse_region(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not a region name like us-east-1"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regions() {
+        assert_eq!(parse_region("eu-west-1"), Ok("eu-west-1".to_owned()));
+        for bad in ["", "EU", "us east", "a:b"] {
+            assert!(parse_region(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes() {
@@ -328,6 +354,7 @@ mod tests {
         assert_eq!(serve.max_payload, 1 << 20);
         assert_eq!(serve.pool_size, Some(4));
         assert_eq!(serve.busy_poll_us, DaemonConfig::DEFAULT_BUSY_POLL_US);
+        assert_eq!(serve.region, "us-east-1");
         assert!(
             Cli::try_parse_from(["sprout", "serve", "--pool-size", "2", "--pool-max", "4"])
                 .is_err(),

@@ -28,6 +28,7 @@ pub fn serve(args: ServeArgs) -> Rendered {
         otlp_endpoint: args.otlp_endpoint,
         favor_cgroup_moves: !args.keep_cgroup_flags,
         busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
+        region: args.region.clone(),
     };
     match crate::daemon::run(config) {
         Ok(()) => Rendered::default(),

@@ -39,6 +39,8 @@ pub struct DaemonConfig {
     /// loop runs out of work; saves waking an idle, halted CPU for the
     /// next message.
     pub busy_poll: Duration,
+    /// The AWS region sandboxes report (`AWS_REGION`, ARNs).
+    pub region: String,
 }
 
 impl DaemonConfig {

@@ -4,6 +4,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{Daemon, FnState, QUEUE_ALLOWANCE};
+use crate::lambda::env::{InitType, SandboxIdentity};
 use crate::pool::{FunctionKey, KillReason, Phase};
 use crate::protocol::{
     DeploySpec, ErrorBody, ErrorKind, FunctionInfo, InvokeRequest, InvokeResponse, Response,
@@ -288,7 +289,7 @@ impl Daemon {
         let deadline_ms = (SystemTime::now() + timeout)
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let trace = invocation.trace.meta_fields();
+        let trace = invocation.trace.meta_fields(id);
         let meta = match &invocation.affinity {
             None => format!(r#"{{"id":{id},"deadline_ms":{deadline_ms}{trace}}}"#),
             Some(key) => format!(
@@ -564,13 +565,42 @@ impl Invocation {
 }
 
 impl FnState {
-    pub(super) fn assignment(&self) -> crate::sandbox::Assignment {
+    /// What a sandbox of this version mounts at /var/task, /opt and /tmp.
+    pub(super) fn package(&self) -> crate::sandbox::Package<'_> {
+        crate::sandbox::Package {
+            code: &self.code_dir,
+            layers: None,
+            tmp_bytes: 512 << 20,
+        }
+    }
+
+    /// What sandbox `sandbox` is told when it is given this version, with
+    /// Lambda's environment (see [`crate::lambda::env`]).
+    pub(super) fn assignment(
+        &self,
+        region: &str,
+        sandbox: SandboxId,
+        init_type: InitType,
+    ) -> crate::sandbox::Assignment {
         let f = &self.function;
+        let who = SandboxIdentity {
+            function: &f.name,
+            version: f.version,
+            runtime: f.runtime,
+            handler: &f.handler,
+            memory_mb: f.memory_mb,
+            region,
+            sandbox,
+            init_type,
+            assigned_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
         crate::sandbox::Assignment {
             function: f.name.clone(),
             version: f.version,
             handler: f.handler.clone(),
-            env: f.env.clone(),
+            env: crate::lambda::env::environment(&who, &f.env),
             memory_mb: f.memory_mb,
             timeout_ms: u64::from(f.timeout_secs) * 1000,
         }

@@ -25,6 +25,7 @@ mod tokens;
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,8 @@ struct FnState {
     /// Detached read-only mount of the version's code, sent to every
     /// sandbox assigned to it.
     code: OwnedFd,
+    /// The version's code directory, mounted at each sandbox's /var/task.
+    code_dir: PathBuf,
     queue: FunctionQueue,
     /// Replaced by a newer version or removed: its sandboxes end as soon
     /// as they are idle.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::calls::Call;
 use super::tokens::Event;
 use super::{log_limit, Daemon};
+use crate::lambda::env::InitType;
 use crate::pool::{FunctionKey, KillReason, Phase, Shape};
 use crate::protocol::{ErrorBody, ErrorKind};
 use crate::reactor::{Completion, Op};
@@ -32,13 +33,24 @@ impl Daemon {
             runtime: state.function.runtime,
             memory_mb: state.function.memory_mb,
         };
+        // The queue learns of the sandbox before its assignment, which
+        // tells the runtime whether a pre-trigger started it.
+        let starting = |daemon: &mut Daemon, sandbox| {
+            if let Some(state) = daemon.functions.get_mut(key) {
+                state.queue.sandbox_starting(sandbox, pinned_until);
+            }
+        };
         let sandbox = match self.pool.take_pooled(shape) {
             Some(sandbox) => {
+                starting(self, sandbox);
                 self.assign(sandbox, key);
                 sandbox
             }
             None => match self.spawn(shape, Some(key.clone())) {
-                Some(sandbox) => sandbox,
+                Some(sandbox) => {
+                    starting(self, sandbox);
+                    sandbox
+                }
                 None => {
                     let front = self.functions.get(key).and_then(|s| s.queue.front());
                     if let Some(invocation) = front {
@@ -52,9 +64,6 @@ impl Daemon {
                 }
             },
         };
-        if let Some(state) = self.functions.get_mut(key) {
-            state.queue.sandbox_starting(sandbox, pinned_until);
-        }
         tracing::debug!(sandbox, function = %key.0, "provisioned");
         self.refill_wanted = true;
         Some(sandbox)
@@ -92,15 +101,21 @@ impl Daemon {
             self.pool.kill(sandbox, KillReason::Retired);
             return;
         };
-        let assignment = state.assignment();
+        let init_type = if state.queue.pinned(sandbox, Instant::now()) {
+            InitType::Provisioned
+        } else {
+            InitType::OnDemand
+        };
+        let assignment = state.assignment(&self.config.region, sandbox, init_type);
+        let package = state.package();
         let Some(slot) = self.pool.get_mut(sandbox) else {
             return;
         };
         slot.function = Some(key.clone());
         slot.phase = Phase::Initializing;
-        if let Err(err) = slot
-            .sandbox
-            .assign(std::os::fd::AsFd::as_fd(&state.code), &assignment)
+        if let Err(err) =
+            slot.sandbox
+                .assign(&package, std::os::fd::AsFd::as_fd(&state.code), &assignment)
         {
             if let Some(suppressed) = log_limit::admit() {
                 tracing::warn!(sandbox, suppressed, %err, "assignment failed");

@@ -141,6 +141,7 @@ impl Daemon {
             FnState {
                 function: Rc::new(function),
                 code,
+                code_dir,
                 queue,
                 retired: false,
             },

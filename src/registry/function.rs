@@ -32,6 +32,8 @@ pub enum FunctionError {
     IdleTimeout(u32),
     #[error("invalid environment variable name {0:?}")]
     EnvName(String),
+    #[error("environment variable {0} is reserved: Lambda sets it for every function")]
+    EnvReserved(String),
     #[error("code directory {0} must be an absolute path to a directory")]
     CodeDir(String),
     #[error("code directory {dir} has no {file} (needed by handler {handler:?})")]
@@ -131,6 +133,9 @@ impl Function {
         }
         if let Some(bad) = spec.env.keys().find(|k| !is_env_name(k)) {
             return Err(FunctionError::EnvName(bad.clone()));
+        }
+        if let Some(reserved) = spec.env.keys().find(|k| crate::lambda::env::is_reserved(k)) {
+            return Err(FunctionError::EnvReserved(reserved.clone()));
         }
         let concurrency = spec.concurrency.unwrap_or(protocol::DEFAULT_CONCURRENCY);
         if !(1..=Self::MAX_CONCURRENCY).contains(&concurrency) {
@@ -310,6 +315,14 @@ mod tests {
             Function::from_spec(&s, 1),
             Err(FunctionError::EnvName(_))
         ));
+        s.env.clear();
+        s.env
+            .insert("AWS_LAMBDA_FUNCTION_NAME".into(), "other".into());
+        let err = Function::from_spec(&s, 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable AWS_LAMBDA_FUNCTION_NAME is reserved: Lambda sets it for every function"
+        );
     }
 
     #[test]

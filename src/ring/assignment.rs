@@ -28,20 +28,21 @@ pub struct Assignment {
 
 impl Assignment {
     /// The environment a runtime started for this assignment gets, as
-    /// `KEY=value` strings: `base` (the sandbox's fresh environment), then
-    /// the function's own variables except those that would override `base`
-    /// or use the reserved `SPROUT_` prefix, then what the function knows
-    /// about itself (`SPROUT_FUNCTION`, `SPROUT_FUNCTION_VERSION`,
-    /// `SPROUT_HANDLER`, `SPROUT_MEMORY_MB`, `SPROUT_TIMEOUT_MS`).
+    /// `KEY=value` strings: `base` (the sandbox's fresh environment), with
+    /// the assignment's variables (Lambda's and the function's own, see
+    /// `lambda::env`) replacing or added to it, except names using the
+    /// reserved `SPROUT_` prefix; then what the function knows about itself
+    /// (`SPROUT_FUNCTION`, `SPROUT_FUNCTION_VERSION`, `SPROUT_HANDLER`,
+    /// `SPROUT_MEMORY_MB`, `SPROUT_TIMEOUT_MS`).
     pub fn runtime_env(&self, mut base: Vec<String>) -> Vec<String> {
-        let fixed = base.len();
         for (key, value) in &self.env {
-            let clean = !key.is_empty() && !key.contains('=') && !key.starts_with("SPROUT_");
-            let overrides = base[..fixed]
-                .iter()
-                .any(|e| e.split('=').next() == Some(key));
-            if clean && !overrides {
-                base.push(format!("{key}={value}"));
+            if key.is_empty() || key.contains('=') || key.starts_with("SPROUT_") {
+                continue;
+            }
+            let entry = format!("{key}={value}");
+            match base.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+                Some(existing) => *existing = entry,
+                None => base.push(entry),
             }
         }
         base.push(format!("SPROUT_FUNCTION={}", self.function));
@@ -201,11 +202,11 @@ mod tests {
     }
 
     #[test]
-    fn runtime_env_keeps_the_base_and_puts_ours_last() {
+    fn runtime_env_overrides_the_base_and_puts_ours_last() {
         let mut assignment = sample();
         assignment.env = [
             ("GREETING", "hi"),
-            ("PATH", "/evil"),
+            ("PATH", "/opt/bin:/usr/bin"),
             ("SPROUT_FUNCTION", "other"),
             ("A=B", "x"),
         ]
@@ -213,11 +214,11 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         let env = assignment.runtime_env(vec!["PATH=/usr/bin:/bin".to_owned()]);
-        assert_eq!(env[0], "PATH=/usr/bin:/bin");
+        assert_eq!(env[0], "PATH=/opt/bin:/usr/bin");
         assert!(env.contains(&"GREETING=hi".to_owned()));
         assert!(!env
             .iter()
-            .any(|e| e == "PATH=/evil" || e == "SPROUT_FUNCTION=other" || e.starts_with("A=B")));
+            .any(|e| e == "SPROUT_FUNCTION=other" || e.starts_with("A=B")));
         let ours = format!("SPROUT_FUNCTION={}", assignment.function);
         assert_eq!(
             env.iter()

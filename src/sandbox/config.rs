@@ -43,8 +43,11 @@ pub struct InitConfig {
     pub etc_dir: String,
     /// Where the root tmpfs is mounted (relative, as above).
     pub newroot_dir: String,
-    /// The runtime's files, bound at /opt/sprout/runtime (relative, as above).
+    /// The runtime's files, bound at /var/runtime (relative, as above).
     pub runtime_dir: String,
+    /// This sandbox's package mount points, bound at /var/task, /opt and
+    /// /tmp (relative, as above; see `package.rs`).
+    pub package_dir: String,
     /// The runtime's seccomp filter, compiled once per daemon start: raw
     /// `sock_filter` instructions, 8 bytes each.
     pub seccomp: Vec<u8>,
@@ -67,6 +70,7 @@ mod tests {
             etc_dir: "etc".into(),
             newroot_dir: "newroot".into(),
             runtime_dir: "runtimes/python".into(),
+            package_dir: "mounts/7".into(),
             seccomp: vec![1, 2, 3, 4, 5, 6, 7, 8],
             keep_stderr: false,
         };

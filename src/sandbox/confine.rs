@@ -81,8 +81,8 @@ fn process_name(config: &InitConfig) -> Result<(), ConfineError> {
 /// |-----:|------|
 /// | 101-108 | the cloned child before exec (see `sys::process::child_exit`) |
 /// | 10 | ReadConfig | 11 | CgroupNamespace | 12 | Hostname | 13 | Loopback |
-/// | 20 | RootPrivate | 21 | RootTmpfs | 22 | BindReadOnly | 23 | Symlink |
-/// | 24 | MountTmp | 25 | MountDev | 26 | BindDevice | 27 | MountProc |
+/// | 20 | RootSlave | 21 | RootTmpfs | 22 | BindReadOnly | 23 | Symlink |
+/// | 24 | MountPackage | 25 | MountDev | 26 | BindDevice | 27 | MountProc |
 /// | 28 | PivotRoot | 29 | DetachOldRoot | 30 | RootReadOnly |
 /// | 40 | Rlimit | 41 | CloseFds | 42 | DropCaps | 43 | Securebits |
 /// | 44 | NoNewPrivs | 45 | ParentDeathSignal | 46 | ProcessName |
@@ -94,11 +94,12 @@ pub enum Step {
     CgroupNamespace,
     Hostname,
     Loopback,
-    RootPrivate,
+    RootSlave,
     RootTmpfs,
     BindReadOnly,
     Symlink,
-    MountTmp,
+    /// Binding /var/task, /opt and /tmp to the daemon's package mount points.
+    MountPackage,
     MountDev,
     BindDevice,
     MountProc,
@@ -128,11 +129,11 @@ impl Step {
         Step::CgroupNamespace,
         Step::Hostname,
         Step::Loopback,
-        Step::RootPrivate,
+        Step::RootSlave,
         Step::RootTmpfs,
         Step::BindReadOnly,
         Step::Symlink,
-        Step::MountTmp,
+        Step::MountPackage,
         Step::MountDev,
         Step::BindDevice,
         Step::MountProc,
@@ -161,11 +162,11 @@ impl Step {
             Step::CgroupNamespace => 11,
             Step::Hostname => 12,
             Step::Loopback => 13,
-            Step::RootPrivate => 20,
+            Step::RootSlave => 20,
             Step::RootTmpfs => 21,
             Step::BindReadOnly => 22,
             Step::Symlink => 23,
-            Step::MountTmp => 24,
+            Step::MountPackage => 24,
             Step::MountDev => 25,
             Step::BindDevice => 26,
             Step::MountProc => 27,

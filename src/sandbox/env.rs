@@ -10,6 +10,7 @@ use nix::sys::stat::Mode;
 
 use super::cgroup::CgroupRoot;
 use super::etc::{self, Layout};
+use super::package::PackageMounts;
 use super::{seccomp, RuntimeKind, SandboxError};
 
 /// First host uid of the per-instance ranges.
@@ -33,11 +34,15 @@ pub struct SandboxEnv {
     pub(super) keep_stderr: bool,
     /// STATE/logs/INSTANCE: one capped output log per live sandbox.
     pub(super) logs: PathBuf,
+    /// STATE/rootfs/mounts: where the daemon mounts each sandbox's package.
+    pub(super) package_mounts: PackageMounts,
 }
 
 impl SandboxEnv {
     /// Assemble STATE/rootfs (curated etc, runtime files), compile the
     /// seccomp filter of every runtime and detect the cgroup hierarchy.
+    /// The calling thread (which must be the one that spawns sandboxes)
+    /// moves into a mount namespace of its own (see `package.rs`).
     /// `instance` (e.g. `sprout-1a2b3c4d`) names this daemon's cgroups and
     /// picks its host uid range.
     pub fn prepare(state_dir: &Path, instance: &str) -> Result<SandboxEnv, SandboxError> {
@@ -57,6 +62,7 @@ impl SandboxEnv {
         })?;
         let layout = Layout::new(state_dir);
         etc::prepare(&layout, Path::new("/etc"))?;
+        let package_mounts = PackageMounts::prepare(&layout.dir)?;
         let mut filters = BTreeMap::new();
         for runtime in RuntimeKind::all() {
             let program = seccomp::compile(runtime.as_str())
@@ -78,6 +84,7 @@ impl SandboxEnv {
             uid_base,
             keep_stderr,
             logs,
+            package_mounts,
         })
     }
 

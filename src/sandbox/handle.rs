@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::cgroup::{MemoryReport, SandboxCgroup};
+use super::package::{Package, SandboxMounts};
 use super::reaper::SIGNALED_EXIT_BASE;
 use super::spawn::Spawned;
 use super::{Assignment, RuntimeKind, SandboxError};
@@ -25,12 +26,14 @@ pub struct Sandbox {
     control: OwnedFd,
     cgroup: Option<SandboxCgroup>,
     log: PathBuf,
+    /// Its /var/task, /opt and /tmp; detached after the sandbox is gone.
+    mounts: SandboxMounts,
     /// How the init ended, once [`Sandbox::exit_status`] reaped it.
     status: Cell<Option<ExitStatus>>,
 }
 
 impl Sandbox {
-    pub(super) fn new(parts: Spawned, cgroup: SandboxCgroup) -> Sandbox {
+    pub(super) fn new(parts: Spawned, cgroup: SandboxCgroup, mounts: SandboxMounts) -> Sandbox {
         Sandbox {
             id: parts.id,
             pid: parts.pid,
@@ -40,6 +43,7 @@ impl Sandbox {
             control: parts.control,
             cgroup: Some(cgroup),
             log: parts.log,
+            mounts,
             status: Cell::new(None),
         }
     }
@@ -72,14 +76,17 @@ impl Sandbox {
         Rc::clone(&self.pidfd)
     }
 
-    /// Hand the sandbox its function: one `SOCK_SEQPACKET` message on the
-    /// control socket, the assignment as JSON plus the code directory's
-    /// descriptor. Never blocks.
+    /// Hand the sandbox its function: mount its package (code at
+    /// /var/task, layers at /opt, a fresh /tmp), then one `SOCK_SEQPACKET`
+    /// message on the control socket, the assignment as JSON plus the code
+    /// directory's descriptor. Never blocks. A sandbox is assigned once.
     pub fn assign(
-        &self,
+        &mut self,
+        package: &Package<'_>,
         code: BorrowedFd<'_>,
         assignment: &Assignment,
     ) -> Result<(), SandboxError> {
+        self.mounts.attach(package)?;
         crate::ring::send_assignment(self.control.as_fd(), assignment, code).map_err(|source| {
             SandboxError::Assign {
                 id: self.id,

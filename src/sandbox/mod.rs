@@ -14,7 +14,8 @@
 //! curated /etc), `config.rs` (what the daemon sends the init), `init.rs`,
 //! `confine.rs`, `namespaces.rs`, `rootfs.rs`, `rlimits.rs`, `caps.rs`,
 //! `runtime.rs` (exec of the runtime, native loader), `code.rs`
-//! ([`open_code_mount`]), `cgroup.rs`, `seccomp.rs`, `host.rs` (host
+//! ([`open_code_mount`]), `package.rs` (/var/task, /opt and /tmp, mounted
+//! by the daemon after confinement and propagated in), `cgroup.rs`, `seccomp.rs`, `host.rs` (host
 //! settings the daemon checks, OOM killer preferences).
 
 #![deny(unsafe_code)]
@@ -33,6 +34,7 @@ mod handle;
 mod init;
 mod namespaces;
 mod output;
+mod package;
 mod reaper;
 mod rlimits;
 mod rootfs;
@@ -53,6 +55,7 @@ pub use env::SandboxEnv;
 pub use handle::Sandbox;
 pub use init::init_main;
 pub use output::LOG_CAP;
+pub use package::{Package, PackageMounts};
 
 /// The language runtime a sandbox runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -166,8 +169,8 @@ impl FromStr for RuntimeKind {
     }
 }
 
-/// Resource limits of one sandbox: cgroup (memory, pids, cpu), /tmp size
-/// and rlimits.
+/// Resource limits of one sandbox: cgroup (memory, pids, cpu) and rlimits.
+/// (Its /tmp is sized per function, see [`Package`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     pub memory_bytes: u64,
@@ -176,8 +179,6 @@ pub struct Limits {
     /// CPU time per wall-clock time, in thousandths of a CPU (the cgroup's
     /// CFS quota).
     pub cpu_millis: u64,
-    pub tmp_bytes: u64,
-    pub tmp_inodes: u64,
     pub nofile: u64,
     pub fsize_bytes: u64,
 }
@@ -192,8 +193,7 @@ pub const MIN_CPU_MILLIS: u64 = 500;
 impl Limits {
     /// Defaults for a memory class: pids 256, cpu shares 1024 per GiB (at
     /// least 128), a CPU quota of memory / 1769 MB CPUs (at least
-    /// [`MIN_CPU_MILLIS`]), /tmp 64 MiB and 4096 inodes, 1024 files,
-    /// 64 MiB per file.
+    /// [`MIN_CPU_MILLIS`]), 1024 files, 10 GiB per file.
     pub fn for_memory_mb(mb: u32) -> Limits {
         let mb = u64::from(mb.max(1));
         Limits {
@@ -201,10 +201,10 @@ impl Limits {
             pids_max: 256,
             cpu_shares: (mb * 1024 / 1024).max(128),
             cpu_millis: (mb * 1000 / MB_PER_CPU).max(MIN_CPU_MILLIS),
-            tmp_bytes: 64 << 20,
-            tmp_inodes: 4096,
             nofile: 1024,
-            fsize_bytes: 64 << 20,
+            // The largest /tmp (10240 MB): only /tmp is writable, and its
+            // own size bounds every file in it.
+            fsize_bytes: 10240 << 20,
         }
     }
 
@@ -307,6 +307,20 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error("{what} {}", path.display())]
+    PackageMounts {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sandbox {id}: {what}")]
+    PackageMount {
+        id: u64,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("open the code directory {} as a detached read-only mount", path.display())]
     CodeMount {
         path: PathBuf,
@@ -360,7 +374,6 @@ mod tests {
         let big = Limits::for_memory_mb(2048);
         assert_eq!(big.cpu_shares, 2048);
         assert_eq!(big.pids_max, 256);
-        assert_eq!(big.tmp_bytes, 64 << 20);
     }
 
     #[test]

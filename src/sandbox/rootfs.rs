@@ -1,7 +1,9 @@
 //! The sandbox's root filesystem, built inside its own mount namespace: a
 //! tmpfs root holding read-only binds of the host's /usr and /lib*, the
-//! curated /etc and the runtime's files, a sized tmpfs /tmp, a minimal /dev
-//! and a fresh /proc; then `pivot_root` into it and detach the host's tree.
+//! curated /etc and the runtime's files (/var/runtime), the mount points
+//! the daemon fills with the function's package later (/var/task, /opt,
+//! /tmp: see `package.rs`), a minimal /dev and a fresh /proc; then
+//! `pivot_root` into it and detach the host's tree.
 //!
 //! Paths are relative to the init's working directory, STATE/rootfs, which
 //! the child entered before giving up its parent's credentials: the init's
@@ -19,7 +21,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::config::InitConfig;
 use super::confine::{ConfineError, Step};
-use super::Limits;
+use super::package::PACKAGE_DIRS;
 use crate::sys::mount::{
     mount_setattr_at_cwd, AT_RECURSIVE, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
     MOUNT_ATTR_RDONLY,
@@ -33,36 +35,85 @@ pub const HOST_DIRS: &[&str] = &["usr", "lib", "lib64", "lib32", "libx32", "bin"
 /// Device nodes bound from the host's /dev (a user namespace cannot mknod).
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 
-/// Where the runtime's files appear inside the sandbox.
-pub const RUNTIME_MOUNT: &str = "opt/sprout/runtime";
+/// Where the runtime's files appear inside the sandbox (Lambda's
+/// `LAMBDA_RUNTIME_DIR`).
+pub const RUNTIME_MOUNT: &str = "var/runtime";
 
 const OLD_ROOT: &str = ".oldroot";
 
 pub fn build(config: &InitConfig) -> Result<(), ConfineError> {
     let root = Path::new(&config.newroot_dir);
-    make_root_private()?;
+    make_root_slave()?; // receive the daemon's package mounts, send nothing back
     mount_root_tmpfs(root)?;
     for dir in HOST_DIRS {
         bind_host_dir(root, dir)?;
     }
     bind_read_only(Path::new(&config.etc_dir), &root.join("etc"))?;
     bind_read_only(Path::new(&config.runtime_dir), &root.join(RUNTIME_MOUNT))?;
-    mount_tmp(root, &config.limits)?;
+    bind_package_dirs(root, Path::new(&config.package_dir))?;
     mount_dev(root)?;
     mount_proc(root)?;
     pivot(root)?;
     remount_root_read_only()
 }
 
-fn make_root_private() -> Result<(), ConfineError> {
+/// Mounts copied from the daemon's namespace are slaves or private
+/// already (a less privileged namespace never gets shared copies); rslave
+/// makes sure none can propagate back. Every bind below but the package
+/// directories is then made private, so the host's later mounts stay out.
+fn make_root_slave() -> Result<(), ConfineError> {
     mount(
         None::<&str>,
         "/",
         None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| ConfineError::new(Step::RootSlave, "make / rslave", e.into()))
+}
+
+fn make_private(target: &Path) -> nix::Result<()> {
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| ConfineError::new(Step::RootPrivate, "make / rprivate", e.into()))
+}
+
+/// Bind the sandbox's package directories (STATE/rootfs/mounts/ID/...) on
+/// /var/task, /opt and /tmp: read-only, empty until the daemon attaches the
+/// function's mounts under them, which then propagate here (these binds
+/// stay slaves of the daemon's shared mount, unlike every other bind).
+fn bind_package_dirs(root: &Path, dir: &Path) -> Result<(), ConfineError> {
+    for (name, at) in PACKAGE_DIRS {
+        let source = dir.join(name);
+        let target = root.join(at);
+        let what = || {
+            format!(
+                "bind {} on {} as a slave",
+                source.display(),
+                target.display()
+            )
+        };
+        mkdir_all(&target).map_err(|e| ConfineError::new(Step::MountPackage, what(), e))?;
+        mount(
+            Some(&source),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| ConfineError::new(Step::MountPackage, what(), e.into()))?;
+        set_attr(
+            &target,
+            false,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        )
+        .map_err(|e| ConfineError::new(Step::MountPackage, what(), e))?;
+    }
+    Ok(())
 }
 
 fn mount_root_tmpfs(root: &Path) -> Result<(), ConfineError> {
@@ -137,30 +188,13 @@ fn bind_read_only(source: &Path, target: &Path) -> Result<(), ConfineError> {
                 err
             }
         })?;
+    make_private(target).map_err(|e| ConfineError::new(Step::BindReadOnly, what(), e.into()))?;
     set_attr(
         target,
         true,
         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
     )
     .map_err(|e| ConfineError::new(Step::BindReadOnly, what(), e).with_hint(MOUNT_SETATTR_HINT))
-}
-
-fn mount_tmp(root: &Path, limits: &Limits) -> Result<(), ConfineError> {
-    let target = root.join("tmp");
-    let options = format!(
-        "size={},nr_inodes={},mode=1777",
-        limits.tmp_bytes, limits.tmp_inodes
-    );
-    let what = || format!("mount tmpfs ({options}) on {}", target.display());
-    mkdir_all(&target).map_err(|e| ConfineError::new(Step::MountTmp, what(), e))?;
-    mount(
-        Some("tmpfs"),
-        &target,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(options.as_str()),
-    )
-    .map_err(|e| ConfineError::new(Step::MountTmp, what(), e.into()))
 }
 
 /// A read-only tmpfs holding only binds of the host's harmless devices.
@@ -189,6 +223,7 @@ fn mount_dev(root: &Path) -> Result<(), ConfineError> {
             None::<&str>,
         )
         .map_err(|e| ConfineError::new(Step::BindDevice, what(), e.into()))?;
+        make_private(&target).map_err(|e| ConfineError::new(Step::BindDevice, what(), e.into()))?;
         set_attr(&target, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)
             .map_err(|e| ConfineError::new(Step::BindDevice, what(), e))?;
     }

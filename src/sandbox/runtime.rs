@@ -31,6 +31,9 @@ use crate::sys::fd::dup_inherited;
 use crate::sys::process::{self, Argv};
 
 const PYTHON: &CStr = c"/usr/bin/python3";
+/// The function's code (Lambda's `LAMBDA_TASK_ROOT`), mounted before the
+/// assignment arrives: the runtime's working directory.
+pub const TASK_ROOT: &str = "/var/task";
 
 /// Start the runtime; returns only on failure.
 pub fn start(config: &InitConfig, env: Vec<String>) -> ConfineError {
@@ -66,6 +69,8 @@ fn load_native(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineEr
     apply_seccomp(config)?;
     announce_ready()?;
     let (assignment, code) = receive_assignment()?;
+    std::env::set_current_dir(TASK_ROOT)
+        .map_err(|e| ConfineError::new(Step::Exec, format!("chdir {TASK_ROOT}"), e))?;
     let envp = make_argv(&assignment.runtime_env(env))?;
     let argv = make_argv(&["bootstrap"])?;
     let err = process::execveat(code.as_fd(), c"bootstrap", &argv, &envp);

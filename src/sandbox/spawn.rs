@@ -20,6 +20,7 @@ use super::config::{fds, InitConfig};
 use super::etc;
 use super::handle::Sandbox;
 use super::host;
+use super::package;
 use super::{Limits, RuntimeKind, SandboxEnv, SandboxError};
 use crate::ring::RuntimeEnd;
 use crate::sys::fd::dup_at_least;
@@ -52,11 +53,12 @@ impl SandboxEnv {
         limits: &Limits,
         ring: RuntimeEnd,
     ) -> Result<Sandbox, SandboxError> {
+        let mounts = self.package_mounts.create(id)?;
         let cgroup = self
             .cgroups
             .create(&self.instance, &cgroup_name(id), &limits.cgroup())?;
         match self.spawn_in(id, runtime, limits, ring, &cgroup) {
-            Ok(parts) => Ok(Sandbox::new(parts, cgroup)),
+            Ok(parts) => Ok(Sandbox::new(parts, cgroup, mounts)),
             Err(err) => {
                 if let Err(cleanup) = fs::remove_file(self.log_path(id)) {
                     tracing::debug!(sandbox = id, err = %cleanup, "remove log of failed spawn");
@@ -122,6 +124,7 @@ impl SandboxEnv {
             etc_dir: etc::ETC.to_owned(),
             newroot_dir: etc::NEWROOT.to_owned(),
             runtime_dir: etc::runtime_rel(runtime),
+            package_dir: package::sandbox_dir_rel(id),
             seccomp: self.seccomp.get(&runtime).cloned().unwrap_or_default(),
             keep_stderr: self.keep_stderr,
         };

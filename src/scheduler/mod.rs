@@ -331,6 +331,13 @@ impl FunctionQueue {
         self.members.insert(sandbox, Member::starting(pinned_until));
     }
 
+    /// Whether a pre-trigger keeps `sandbox` at `now`.
+    pub fn pinned(&self, sandbox: SandboxId, now: Instant) -> bool {
+        self.members
+            .get(&sandbox)
+            .is_some_and(|member| member.pinned_at(now))
+    }
+
     /// A starting sandbox finished its init and is idle.
     pub fn sandbox_ready(&mut self, sandbox: SandboxId, now: Instant) {
         if self

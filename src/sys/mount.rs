@@ -1,5 +1,6 @@
 //! The new mount API calls nix does not wrap: `open_tree` (detached bind
-//! mounts) and `mount_setattr` (recursive read-only, nosuid, nodev).
+//! mounts), `mount_setattr` (recursive read-only, nosuid, nodev) and
+//! `move_mount` (attaching a detached tree).
 
 use std::ffi::CStr;
 use std::io;
@@ -53,6 +54,30 @@ pub fn mount_setattr(
             flags,
             &mut attr as *mut libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `move_mount(MOVE_MOUNT_F_EMPTY_PATH)`: attach the detached tree `tree`
+/// (from [`open_tree`] with `OPEN_TREE_CLONE`) on `target`, with the
+/// attributes it already has, in one step.
+pub fn move_mount_to(tree: BorrowedFd<'_>, target: &CStr) -> io::Result<()> {
+    /// `MOVE_MOUNT_F_EMPTY_PATH` from linux/mount.h.
+    const F_EMPTY_PATH: libc::c_uint = 0x4;
+    // SAFETY: both paths are NUL-terminated and alive for the call; `tree`
+    // is live; AT_FDCWD resolves `target` from the current directory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            F_EMPTY_PATH,
         )
     };
     if ret < 0 {

@@ -136,16 +136,38 @@ impl TraceContext {
         })
     }
 
-    /// The keys this adds to an INVOKE meta object (no braces, leading
-    /// comma), written straight into the meta without an allocation of
-    /// its own: `,"trace_id":"..","parent_id":"..","depth":N`.
-    pub fn meta_fields(&self) -> MetaFields<'_> {
-        MetaFields(self)
+    /// The keys this adds to the INVOKE meta object of invocation `id` (no
+    /// braces, leading comma), written straight into the meta without an
+    /// allocation of its own:
+    /// `,"trace_id":"..","parent_id":"..","depth":N,"xray_trace_id":".."`.
+    pub fn meta_fields(&self, id: u64) -> MetaFields<'_> {
+        MetaFields(self, id)
+    }
+}
+
+/// The X-Ray trace header (`_X_AMZN_TRACE_ID`, `Lambda-Runtime-Trace-Id`)
+/// of invocation `id` in trace `trace_id`: the root is the trace id cut as
+/// X-Ray cuts its own (8 hex digits, then 24), the parent is the
+/// invocation's span, so what the function traces joins the same tree.
+pub struct XrayHeader {
+    pub trace_id: u128,
+    pub id: u64,
+}
+
+impl std::fmt::Display for XrayHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=1",
+            self.trace_id >> 96,
+            self.trace_id & ((1u128 << 96) - 1),
+            self.id
+        )
     }
 }
 
 /// [`TraceContext::meta_fields`], formatted on demand.
-pub struct MetaFields<'a>(&'a TraceContext);
+pub struct MetaFields<'a>(&'a TraceContext, u64);
 
 impl std::fmt::Display for MetaFields<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,7 +178,12 @@ impl std::fmt::Display for MetaFields<'_> {
             Some(Parent::Remote(span)) => write!(f, r#""{span:016x}""#)?,
             None => f.write_str("null")?,
         }
-        write!(f, r#","depth":{}"#, trace.depth)
+        write!(f, r#","depth":{}"#, trace.depth)?;
+        let xray = XrayHeader {
+            trace_id: trace.trace_id,
+            id: self.1,
+        };
+        write!(f, r#","xray_trace_id":"{xray}""#)
     }
 }
 
@@ -191,13 +218,13 @@ mod tests {
         let child = root.child(7, 2).unwrap();
         assert_eq!((child.trace_id, child.depth), (root.trace_id, 1));
         assert!(child
-            .meta_fields()
+            .meta_fields(8)
             .to_string()
-            .ends_with(r#","parent_id":"7","depth":1"#));
+            .contains(r#","parent_id":"7","depth":1,"#));
         assert!(root
-            .meta_fields()
+            .meta_fields(7)
             .to_string()
-            .ends_with(r#","parent_id":null,"depth":0"#));
+            .contains(r#","parent_id":null,"depth":0,"#));
         let grandchild = child.child(8, 2).unwrap();
         assert!(grandchild
             .child(9, 2)
@@ -220,8 +247,20 @@ mod tests {
         let root = TraceContext::root(&mut TraceIds::default(), Some(parent));
         assert_eq!(root.trace_id, 0xabc);
         assert_eq!(
-            root.meta_fields().to_string(),
-            r#","trace_id":"00000000000000000000000000000abc","parent_id":"0000000000000012","depth":0"#
+            root.meta_fields(0x2a).to_string(),
+            r#","trace_id":"00000000000000000000000000000abc","parent_id":"0000000000000012","depth":0,"xray_trace_id":"Root=1-00000000-000000000000000000000abc;Parent=000000000000002a;Sampled=1""#
+        );
+    }
+
+    #[test]
+    fn xray_header_cuts_the_trace_id_as_xray_does() {
+        let header = XrayHeader {
+            trace_id: 0x5759e988_bd862e3fe1be46a994272793,
+            id: 0x53995c3f42cd8ad8,
+        };
+        assert_eq!(
+            header.to_string(),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
         );
     }
 }

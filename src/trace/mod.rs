@@ -17,7 +17,8 @@ mod store;
 mod xray;
 
 pub use context::{
-    parse_traceparent, Parent, TraceContext, TraceIds, TraceParent, MAX_TREE_INVOCATIONS,
+    parse_traceparent, Parent, TraceContext, TraceIds, TraceParent, XrayHeader,
+    MAX_TREE_INVOCATIONS,
 };
 pub use profile::{frequent_callees, profile};
 pub use store::{Span, SpanStore};
