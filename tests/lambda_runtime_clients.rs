@@ -163,7 +163,7 @@ fn rust_lambda_runtime() {
     exercise(
         &rust_code_dir(),
         Expect {
-            fail_type: "&str",
+            fail_type: "Function.Failed",
             // lambda_runtime exits before its first /next: Lambda's
             // Runtime.ExitError, sprout's RuntimeCrash.
             init: (ErrorKind::RuntimeCrash, None),
@@ -189,7 +189,9 @@ fn awslambdaric() {
         &awslambdaric_code_dir(),
         Expect {
             fail_type: "ValueError",
-            init: (ErrorKind::FunctionError, Some("Runtime.ImportModuleError")),
+            // awslambdaric reports an exception raised while importing
+            // the handler's module with the exception's own type.
+            init: (ErrorKind::FunctionError, Some("RuntimeError")),
         },
         |result, id| {
             assert_eq!(result["request_id"], id.to_string());

@@ -9,8 +9,6 @@ use serde_json::Value;
 use super::http::{header_safe, Answer};
 use crate::ring::{function_error_body, Invoke};
 
-/// The default region when the assignment's environment names none.
-pub const DEFAULT_REGION: &str = "us-east-1";
 /// Longest error type kept from a runtime's header or trailer.
 const MAX_ERROR_TYPE: usize = 256;
 /// Longest message kept when the bridge builds the error JSON itself.
@@ -26,9 +24,11 @@ pub struct Function {
 impl Function {
     /// `region`: `AWS_REGION` of the function's environment, if set.
     pub fn new(name: &str, region: Option<&str>) -> Function {
-        let region = region.filter(|r| !r.is_empty()).unwrap_or(DEFAULT_REGION);
+        let region = region
+            .filter(|r| !r.is_empty())
+            .unwrap_or(crate::lambda::env::DEFAULT_REGION);
         Function {
-            arn: format!("arn:aws:lambda:{region}:000000000000:function:{name}"),
+            arn: crate::lambda::env::function_arn(region, name),
         }
     }
 }
@@ -90,7 +90,13 @@ fn trace_header(meta: &Meta, id: u64) -> Option<String> {
     }
     let hex = meta.trace_id.as_deref()?;
     let trace = u128::from_str_radix(hex, 16).ok()?;
-    Some(crate::trace::xray_trace_id(trace, id))
+    Some(
+        crate::trace::XrayHeader {
+            trace_id: trace,
+            id,
+        }
+        .to_string(),
+    )
 }
 
 /// The ERROR / INIT_ERROR body for what the runtime posted: its own error

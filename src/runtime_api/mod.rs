@@ -2,7 +2,8 @@
 //! `provided` runtime and bridged to its ring.
 //!
 //! The bridge runs in the runtime's process slot (pid 2 of the sandbox,
-//! under seccomp) and listens on `127.0.0.1:9001` in the sandbox's own
+//! under seccomp) and listens on `crate::lambda::env::RUNTIME_API`
+//! (`127.0.0.1:9001`) in the sandbox's own
 //! network namespace; the function's `bootstrap`, its child, is any
 //! program that speaks Lambda's Runtime API (awslambdaric, the
 //! `lambda_runtime` crate, curl in a shell script). The runtime still
@@ -30,12 +31,9 @@ mod lambda;
 mod server;
 mod state;
 
-pub use lambda::{Function, DEFAULT_REGION};
+pub use lambda::Function;
 pub use server::{serve, MAX_CONNECTIONS, MAX_HEAD, MAX_HEADERS};
 pub use state::Violation;
-
-/// Where the Runtime API listens in the sandbox (`AWS_LAMBDA_RUNTIME_API`).
-pub const ADDRESS: &str = "127.0.0.1:9001";
 
 /// The bridge's own failures (the bootstrap's misbehaviour is answered
 /// over HTTP, never an error here).

@@ -26,6 +26,7 @@ use super::confine::{ConfineError, Step};
 use super::reaper::SIGNALED_EXIT_BASE;
 use super::rootfs::RUNTIME_MOUNT;
 use super::{seccomp, Assignment, RuntimeKind};
+use crate::lambda::env::RUNTIME_API;
 use crate::runtime_api;
 use crate::sys::fd::dup_inherited;
 use crate::sys::process::{self, Argv};
@@ -85,8 +86,8 @@ fn serve_provided(config: &InitConfig, env: Vec<String>) -> Result<Never, Confin
     apply_seccomp(config)?;
     let ready = |what: &str, e: std::io::Error| ConfineError::new(Step::Ready, what.to_owned(), e);
     // Bound before READY: a bootstrap can connect as soon as it runs.
-    let listener = std::net::TcpListener::bind(runtime_api::ADDRESS)
-        .map_err(|e| ready("bind the Runtime API on 127.0.0.1:9001", e))?;
+    let listener = std::net::TcpListener::bind(RUNTIME_API)
+        .map_err(|e| ready(&format!("bind the Runtime API on {RUNTIME_API}"), e))?;
     let mut ring = crate::ring::RuntimeRing::open_inherited().map_err(|e| {
         ready(
             "map the inherited ring",
@@ -97,12 +98,15 @@ fn serve_provided(config: &InitConfig, env: Vec<String>) -> Result<Never, Confin
         .map_err(|e| ready("send READY", std::io::Error::other(e.to_string())))?;
     // The code is at /var/task; its descriptor is not needed.
     let (assignment, _code) = receive_assignment()?;
-    let env = provided_env(assignment.runtime_env(env));
+    // Lambda's variables (AWS_LAMBDA_RUNTIME_API, _HANDLER...) are in the
+    // assignment's environment.
+    let env = assignment.runtime_env(env);
     let region = env.iter().find_map(|e| e.strip_prefix("AWS_REGION="));
     let function = runtime_api::Function::new(&assignment.function, region);
     let argv = make_argv(&["bootstrap"])?;
     let envp = make_argv(&env)?;
-    let child = process::spawn_program(c"/var/task", &BOOTSTRAPS, &argv, &envp).map_err(|e| {
+    let cwd = std::ffi::CString::new(TASK_ROOT).expect("no NUL in the path");
+    let child = process::spawn_program(&cwd, &BOOTSTRAPS, &argv, &envp).map_err(|e| {
         ConfineError::new(
             Step::Exec,
             format!("start the bootstrap of {}", assignment.function),
@@ -125,15 +129,6 @@ fn serve_provided(config: &InitConfig, env: Vec<String>) -> Result<Never, Confin
 
 /// Where Lambda looks for a `provided` function's bootstrap, in order.
 const BOOTSTRAPS: [&CStr; 2] = [c"/var/task/bootstrap", c"/opt/bootstrap"];
-
-/// The bootstrap's environment: `AWS_LAMBDA_RUNTIME_API` added when the
-/// assignment's environment does not set it.
-fn provided_env(mut env: Vec<String>) -> Vec<String> {
-    if !env.iter().any(|e| e.starts_with("AWS_LAMBDA_RUNTIME_API=")) {
-        env.push(format!("AWS_LAMBDA_RUNTIME_API={}", runtime_api::ADDRESS));
-    }
-    env
-}
 
 /// An error and its sources, `: `-separated.
 fn error_chain(err: &dyn std::error::Error) -> String {

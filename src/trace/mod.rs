@@ -14,7 +14,6 @@ pub mod otlp;
 mod profile;
 pub mod render;
 mod store;
-mod xray;
 
 pub use context::{
     parse_traceparent, Parent, TraceContext, TraceIds, TraceParent, XrayHeader,
@@ -22,4 +21,3 @@ pub use context::{
 };
 pub use profile::{frequent_callees, profile};
 pub use store::{Span, SpanStore};
-pub use xray::xray_trace_id;

@@ -6,13 +6,17 @@
 //! `bytes` bytes). With `FAIL_INIT=1` in its environment it fails before
 //! it asks for work.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::{json, Value};
 
-async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
+async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let (payload, context) = event.into_parts();
     match payload["op"].as_str().unwrap_or("echo") {
-        "fail" => Err("the handler failed on purpose".into()),
+        // The error type Lambda reports is the Diagnostic's.
+        "fail" => Err(Diagnostic {
+            error_type: "Function.Failed".into(),
+            error_message: "the handler failed on purpose".into(),
+        }),
         "crash" => std::process::exit(3),
         "sleep" => {
             let ms = payload["ms"].as_u64().unwrap_or(0);
