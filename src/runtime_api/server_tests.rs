@@ -197,7 +197,10 @@ fn invocations_flow_over_kept_and_fresh_connections() {
     );
     assert_eq!(next.header("Content-Type"), Some("application/json"));
 
-    // A fresh connection per request, as curl does.
+    // A long-poll for the next invocation open while the answer is
+    // posted on a fresh connection (one per request, as curl does).
+    let mut poll = bridge.connect();
+    poll.write_all(NEXT).unwrap();
     let mut b = bridge.connect();
     let done = send(
         &mut b,
@@ -217,10 +220,25 @@ fn invocations_flow_over_kept_and_fresh_connections() {
         }
     );
 
-    // Answered twice: a state error; an id that is not running: too.
+    // Answered twice: a state error.
     let twice = send(&mut a, &post("invocation/7/response", "", b"1"));
     assert_eq!(twice.status, 403);
     assert!(String::from_utf8_lossy(&twice.body).contains("InvalidStateTransition"));
+    // The long-poll gets the next invocation; its answer goes on `a`.
+    bridge.invoke(70, &invoke_meta(70, 1), b"{}");
+    let polled = read_reply(&mut poll);
+    assert_eq!(polled.header("Lambda-Runtime-Aws-Request-Id"), Some("70"));
+    assert_eq!(
+        send(&mut a, &post("invocation/70/response", "", b"70")).status,
+        202
+    );
+    assert_eq!(
+        bridge.message(),
+        RuntimeMessage::Result {
+            id: 70,
+            body: b"70".to_vec()
+        }
+    );
 
     // The kept connection asks again; an empty payload arrives as null.
     a.write_all(NEXT).unwrap();

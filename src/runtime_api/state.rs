@@ -8,7 +8,9 @@
 //!    └──/init/error──► (INIT_ERROR) InitFailed
 //! ```
 //!
-//! As Lambda does, a post is checked against the state first (403
+//! A `/next` that comes while an invocation runs (a client polling on one
+//! connection while it posts on another) waits for the invocation after
+//! it. As Lambda does, a post is checked against the state first (403
 //! `InvalidStateTransition`: no invocation running, init already done),
 //! then against the running invocation's id (400 `InvalidRequestID`).
 
@@ -85,12 +87,10 @@ impl Machine {
     pub fn next(&mut self, conn: ConnId) -> Next {
         let init_ok = match self.phase {
             Phase::Init => true,
-            Phase::Idle => false,
-            Phase::Running(id) => {
-                return Next::Refuse(state_error(&format!(
-                    "invocation {id} is running: post its response or error before asking for the next one"
-                )))
-            }
+            // While an invocation runs, a `/next` (on another connection
+            // than the one posting its answer) waits: the daemon pushes
+            // the next invocation only once this one is answered.
+            Phase::Idle | Phase::Running(_) => false,
             Phase::InitFailed => {
                 return Next::Refuse(state_error("init failed: no invocation will come"))
             }
@@ -99,6 +99,13 @@ impl Machine {
             return Next::Refuse(state_error(
                 "another connection is already waiting for the next invocation",
             ));
+        }
+        if let Phase::Running(_) = self.phase {
+            self.waiting = Some(conn);
+            return Next::Accept {
+                init_ok,
+                invoke: None,
+            };
         }
         self.phase = Phase::Idle;
         match self.queued.take() {
@@ -265,14 +272,29 @@ mod tests {
     }
 
     #[test]
-    fn next_while_running_or_twice_is_refused() {
+    fn a_second_waiting_connection_is_refused() {
         let mut m = Machine::new();
         let _ = m.next(1);
         assert!(matches!(m.next(2), Next::Refuse(a) if a.status == 403));
         // The same connection asking again (a retry) is fine.
         assert!(matches!(m.next(1), Next::Accept { .. }));
+    }
+
+    #[test]
+    fn next_while_running_waits_for_the_answer() {
+        let mut m = Machine::new();
+        let _ = m.next(1);
         m.invoke(invoke(9)).unwrap();
-        assert!(matches!(m.next(1), Next::Refuse(a) if a.status == 403));
+        assert_eq!(
+            m.next(2),
+            Next::Accept {
+                init_ok: false,
+                invoke: None
+            }
+        );
+        assert_eq!(m.phase(), Phase::Running(9));
+        assert_eq!(m.answer("9"), Ok(9));
+        assert_eq!(m.invoke(invoke(10)).unwrap(), Some((2, invoke(10))));
     }
 
     #[test]
@@ -300,7 +322,7 @@ mod tests {
             m.invoke(invoke(2)),
             Err(Violation::Overlap { old: 1, new: 2 })
         );
-        let _ = m.next(1);
+        let _ = m.next(2);
         assert_eq!(
             m.invoke(invoke(3)),
             Err(Violation::Overlap { old: 1, new: 3 })
