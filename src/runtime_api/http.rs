@@ -22,6 +22,11 @@ pub struct Limits {
 
 /// The longest chunk-size line (hex size plus extensions) accepted.
 const MAX_CHUNK_LINE: usize = 1024;
+/// Up to this many buffered bytes a partial head is parsed again on every
+/// read (so garbage is refused at once); past it, only when a line ended
+/// (a head trickled in byte by byte is not re-parsed per byte, and
+/// [`Limits::max_headers`] bounds its lines).
+const EAGER_PARSE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -133,6 +138,9 @@ pub struct Reader {
     /// Bytes received and not yet consumed.
     buf: Vec<u8>,
     state: State,
+    /// A line ended since the head was last parsed (or a request ended,
+    /// leaving a pipelined one in `buf`).
+    line_ended: bool,
 }
 
 impl Reader {
@@ -141,6 +149,7 @@ impl Reader {
             limits,
             buf: Vec::new(),
             state: State::Head,
+            line_ended: false,
         }
     }
 
@@ -165,6 +174,7 @@ impl Reader {
                 return;
             }
         }
+        self.line_ended |= data.contains(&b'\n');
         self.buf.extend_from_slice(data);
     }
 
@@ -221,6 +231,7 @@ impl Reader {
                     else {
                         unreachable!("matched above")
                     };
+                    self.line_ended = true;
                     return Ok(Some(Event::Request(Request {
                         head,
                         body,
@@ -288,6 +299,7 @@ impl Reader {
                                 else {
                                     unreachable!("matched above")
                                 };
+                                self.line_ended = true;
                                 return Ok(Some(Event::Request(Request {
                                     head,
                                     body,
@@ -310,6 +322,14 @@ impl Reader {
 
     /// Parse a complete head off the buffer, if there is one.
     fn parse_head(&mut self) -> Result<Option<(Head, Framing)>, HttpError> {
+        if self.buf.len() > EAGER_PARSE && !self.line_ended {
+            return if self.buf.len() > self.limits.max_head {
+                Err(HttpError::HeadTooLarge(self.limits.max_head))
+            } else {
+                Ok(None)
+            };
+        }
+        self.line_ended = false;
         let mut fields = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
         let mut request = httparse::Request::new(&mut fields);
         let used = match request.parse(&self.buf) {

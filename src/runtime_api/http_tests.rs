@@ -59,6 +59,25 @@ fn a_request_split_across_every_byte_boundary() {
 }
 
 #[test]
+fn a_long_head_trickled_byte_by_byte_parses_once_complete() {
+    let mut r = Reader::new(Limits {
+        max_head: 64 * 1024,
+        ..LIMITS
+    });
+    let mut raw = b"GET /n HTTP/1.1\r\nX-Long: ".to_vec();
+    raw.extend(std::iter::repeat_n(b'v', 20_000));
+    raw.extend_from_slice(b"\r\n\r\n");
+    let (last, most) = raw.split_last().unwrap();
+    for byte in most {
+        r.feed(std::slice::from_ref(byte));
+        assert_eq!(r.next().unwrap(), None);
+    }
+    r.feed(std::slice::from_ref(last));
+    let req = request(r.next().unwrap());
+    assert_eq!(req.head.header("x-long").map(str::len), Some(20_000));
+}
+
+#[test]
 fn chunked_body_with_trailers_byte_by_byte() {
     let raw: &[u8] = b"POST /r HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTrailer: Lambda-Runtime-Function-Error-Type\r\n\r\n\
         4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nLambda-Runtime-Function-Error-Type: Boom\r\n\r\n";

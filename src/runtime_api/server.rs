@@ -21,9 +21,11 @@ use crate::sys::process::{pidfd_wait, ExitStatus};
 pub const MAX_CONNECTIONS: usize = 64;
 /// Most headers (or trailers) in one request.
 pub const MAX_HEADERS: usize = 64;
-/// Largest request head. Generous: awslambdaric sends its X-Ray error
-/// cause (a stack trace) as a header on `/error`.
-pub const MAX_HEAD: usize = 64 * 1024;
+/// Largest request head: Go's `http.DefaultMaxHeaderBytes` (1 MiB) plus
+/// its 4 KiB of slack, what Lambda's own Runtime API server takes.
+/// awslambdaric relies on it: it sends the X-Ray error cause (a stack
+/// trace of up to 1 MiB) as a header on `/error`.
+pub const MAX_HEAD: usize = (1 << 20) + 4096;
 
 const LISTENER: Token = Token(0);
 const RING: Token = Token(1);
@@ -179,8 +181,9 @@ impl Server {
                     c.waiting = false;
                 }
                 self.answer(conn, &answer, false);
-                // It may hold its next request already.
-                self.process(conn)?;
+                // It may hold its next request already, buffered or still
+                // in the socket (not read while it waited).
+                self.service(conn)?;
             }
         }
         Ok(())

@@ -424,3 +424,70 @@ fn the_bridge_ends_with_the_bootstraps_status() {
     let mut bridge = Bridge::start(4096, "exit 3");
     assert_eq!(bridge.finish(), ExitStatus::Exited(3));
 }
+
+#[test]
+fn random_garbage_never_stops_the_bridge() {
+    let mut bridge = Bridge::start(4096, "sleep 30");
+    let fragments: [&[u8]; 9] = [
+        b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n",
+        b"POST /2018-06-01/runtime/invocation/1/response HTTP/1.1\r\n",
+        b"POST /2018-06-01/runtime/invocation/1/error HTTP/1.0\r\n",
+        b"Content-Length: ",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Expect: 100-continue\r\n",
+        b"\r\n",
+        b"ffffffffffffffff\r\n",
+        b"0\r\n\r\n",
+    ];
+    // xorshift64: the same garbage every run.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..300 {
+        let mut raw = Vec::new();
+        for _ in 0..random() % 12 {
+            match random() % 3 {
+                0 => raw.extend((0..random() % 64).map(|_| random() as u8)),
+                _ => raw.extend_from_slice(fragments[(random() % 9) as usize]),
+            }
+        }
+        let mut c = bridge.connect();
+        let _ = c.write_all(&raw);
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+    }
+    // Still serving: a valid /next among the garbage may have ended init
+    // (and only that can have reached the ring).
+    let mut initialised = false;
+    while let Some(message) = bridge.host.recv().unwrap() {
+        assert_eq!(message, RuntimeMessage::InitOk);
+        assert!(!initialised, "INIT_OK twice");
+        initialised = true;
+    }
+    let mut a = bridge.connect();
+    a.write_all(NEXT).unwrap();
+    if initialised {
+        std::thread::sleep(Duration::from_millis(100));
+    } else {
+        assert_eq!(bridge.message(), RuntimeMessage::InitOk);
+    }
+    bridge.invoke(5, &invoke_meta(5, 1), b"{}");
+    let next = read_reply(&mut a);
+    assert_eq!(next.header("Lambda-Runtime-Aws-Request-Id"), Some("5"));
+    assert_eq!(
+        send(&mut a, &post("invocation/5/response", "", b"5")).status,
+        202
+    );
+    assert_eq!(
+        bridge.message(),
+        RuntimeMessage::Result {
+            id: 5,
+            body: b"5".to_vec()
+        }
+    );
+}
