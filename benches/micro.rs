@@ -53,6 +53,7 @@ fn frames(c: &mut Criterion) {
             payload: vec![b'x'; size],
             affinity: None,
             traceparent: None,
+            caller: Default::default(),
         });
         let mut out = Vec::new();
         let mut decoder = FrameDecoder::new(max_body_for(MAX_PAYLOAD));

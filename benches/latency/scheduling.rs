@@ -343,7 +343,8 @@ fn stream(
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
             let name = format!("stream-{}-{i}", runtime.as_str());
             let client = &client;
-            workers.push(s.spawn(move || first_invocation(client, functions, runtime, &name)));
+            let spec = functions.spec(&name, runtime);
+            workers.push(s.spawn(move || first_invocation(client, &spec)));
         }
         let firsts: Vec<First> = workers
             .into_iter()

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sprout::client::Client;
-use sprout::protocol::{FunctionStats, StatsReport};
+use sprout::protocol::{DeploySpec, FunctionStats, StatsReport};
 
 use crate::daemon::Daemon;
 use crate::functions::{Functions, Runtime};
@@ -38,17 +38,11 @@ pub struct First {
     pub from_pool: bool,
 }
 
-/// Deploy `name`, time its first invocation, read where its sandbox came
+/// Deploy `spec`, time its first invocation, read where its sandbox came
 /// from; remove it.
-pub fn first_invocation(
-    client: &Client,
-    functions: &Functions,
-    runtime: Runtime,
-    name: &str,
-) -> First {
-    client
-        .deploy(&functions.spec(name, runtime))
-        .expect("deploy");
+pub fn first_invocation(client: &Client, spec: &DeploySpec) -> First {
+    let name = &spec.name;
+    client.deploy(spec).expect("deploy");
     let start = Instant::now();
     let response = client.invoke(name, b"{}").expect("invoke");
     let elapsed = start.elapsed();
@@ -83,16 +77,17 @@ pub fn cold_from_pool(
     runtime: Runtime,
     seq: usize,
 ) -> Cold {
-    let pooled = daemon.pooled(runtime.as_str()).len();
-    let first = first_invocation(
-        client,
-        functions,
-        runtime,
-        &format!("cold-pool-{}-{seq}", runtime.as_str()),
-    );
+    let spec = functions.spec(&format!("cold-pool-{}-{seq}", runtime.as_str()), runtime);
+    cold_from_pool_of(daemon, client, &spec)
+}
+
+/// [`cold_from_pool`] of any function (its runtime names the pool).
+pub fn cold_from_pool_of(daemon: &Daemon, client: &Client, spec: &DeploySpec) -> Cold {
+    let pooled = daemon.pooled(&spec.runtime).len();
+    let first = first_invocation(client, spec);
     assert!(first.from_pool, "a pooled cold start created its sandbox");
     assert!(
-        daemon.wait_pooled(runtime.as_str(), pooled + 1, Duration::from_secs(10)),
+        daemon.wait_pooled(&spec.runtime, pooled + 1, Duration::from_secs(10)),
         "the pool did not refill within 10 s"
     );
     (first.client, first.daemon)
@@ -107,9 +102,7 @@ pub fn cold_empty_pool(
 ) -> Cold {
     let first = first_invocation(
         client,
-        functions,
-        runtime,
-        &format!("cold-empty-{}-{seq}", runtime.as_str()),
+        &functions.spec(&format!("cold-empty-{}-{seq}", runtime.as_str()), runtime),
     );
     assert!(!first.from_pool, "a daemon without a pool served from it");
     // Let the removed sandbox's teardown finish before the next sample.

@@ -119,9 +119,17 @@ pub struct DeployArgs {
     /// Entry point, e.g. app.handler (python).
     #[arg(long)]
     pub handler: Option<String>,
-    /// Directory holding the function's code (copied by the daemon).
-    #[arg(long, value_name = "DIR")]
+    /// The function's code: a directory, or a .zip file as deployed to
+    /// Lambda (unpacked by the daemon; served at /var/task).
+    #[arg(long, value_name = "DIR|ZIP")]
     pub code: PathBuf,
+    /// A layer: a directory or .zip file (repeatable, at most 5). Layers
+    /// are merged in order into /opt, a later layer's file winning.
+    #[arg(long = "layer", value_name = "DIR|ZIP")]
+    pub layers: Vec<PathBuf>,
+    /// Size of the function's /tmp in MB, 512 to 10240 [default: 512].
+    #[arg(long, value_name = "MB")]
+    pub ephemeral_storage: Option<u32>,
     /// Memory limit in MiB.
     #[arg(long, value_name = "MB")]
     pub memory: Option<u32>,
@@ -171,6 +179,11 @@ pub struct InvokeArgs {
     /// (00-<32 hex trace id>-<16 hex span id>-<2 hex flags>).
     #[arg(long, value_name = "TRACEPARENT")]
     pub traceparent: Option<String>,
+    /// Lambda's client context for the handler: a JSON object (python
+    /// `context.client_context`; the Runtime API's
+    /// Lambda-Runtime-Client-Context).
+    #[arg(long, value_name = "JSON")]
+    pub client_context: Option<String>,
     /// Refuse payloads over this many bytes before sending (match the
     /// daemon's --max-payload).
     #[arg(long, value_name = "BYTES", env = "SPROUT_MAX_PAYLOAD", default_value = "6M", value_parser = parse_size)]
@@ -399,6 +412,36 @@ mod tests {
         assert_eq!(deploy.memory, Some(256));
         assert_eq!(deploy.timeout, None);
         assert_eq!(deploy.affinity_mode, None);
+        assert!(deploy.layers.is_empty());
+        assert_eq!(deploy.ephemeral_storage, None);
+
+        let cli = Cli::try_parse_from([
+            "sprout",
+            "deploy",
+            "z",
+            "--runtime",
+            "python",
+            "--handler",
+            "app.handler",
+            "--code",
+            "fn.zip",
+            "--layer",
+            "deps.zip",
+            "--layer",
+            "/srv/tools",
+            "--ephemeral-storage",
+            "2048",
+        ])
+        .unwrap();
+        let Command::Deploy(deploy) = cli.command else {
+            panic!("not deploy")
+        };
+        assert_eq!(deploy.code, PathBuf::from("fn.zip"));
+        assert_eq!(
+            deploy.layers,
+            [PathBuf::from("deps.zip"), PathBuf::from("/srv/tools")]
+        );
+        assert_eq!(deploy.ephemeral_storage, Some(2048));
 
         let cli = Cli::try_parse_from([
             "sprout",

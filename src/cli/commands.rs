@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::args::{
     DeployArgs, InvokeArgs, ListArgs, PretriggerArgs, ProfileArgs, RmArgs, ServeArgs, StatsArgs,
@@ -13,7 +13,7 @@ use super::args::{
 use super::output::{self, Rendered, EXIT_ERROR};
 use crate::client::{Client, InvokeOptions};
 use crate::daemon::DaemonConfig;
-use crate::protocol::{validate_function_name, DeploySpec};
+use crate::protocol::{validate_function_name, CallerContext, DeploySpec};
 
 pub fn serve(args: ServeArgs) -> Rendered {
     let config = DaemonConfig {
@@ -41,28 +41,29 @@ pub fn deploy(args: DeployArgs) -> Rendered {
     if let Err(reason) = validate_function_name(&args.name) {
         return Rendered::error(&context, reason, EXIT_ERROR);
     }
-    let code = match std::fs::canonicalize(&args.code) {
-        Ok(code) if code.is_dir() => code,
-        Ok(code) => {
-            return Rendered::error(
-                &context,
-                format_args!("code {} is not a directory", code.display()),
-                EXIT_ERROR,
-            )
+    let mut paths = Vec::with_capacity(1 + args.layers.len());
+    for (what, path) in std::iter::once(("code", &args.code))
+        .chain(args.layers.iter().map(|layer| ("layer", layer)))
+    {
+        match package_path(path) {
+            Ok(path) => paths.push(path),
+            Err(reason) => {
+                return Rendered::error(
+                    &context,
+                    format_args!("{what} {}: {reason}", path.display()),
+                    EXIT_ERROR,
+                )
+            }
         }
-        Err(err) => {
-            return Rendered::error(
-                &context,
-                format_args!("code directory {}: {err}", args.code.display()),
-                EXIT_ERROR,
-            )
-        }
-    };
+    }
+    let layers = paths.split_off(1);
+    let code = paths.pop().expect("the code's path");
     let spec = DeploySpec {
         name: args.name,
         runtime: args.runtime,
         handler: args.handler,
         code,
+        layers,
         memory_mb: args.memory,
         timeout_secs: args.timeout,
         env: args.env.into_iter().collect::<BTreeMap<_, _>>(),
@@ -71,11 +72,23 @@ pub fn deploy(args: DeployArgs) -> Rendered {
         idle_timeout_secs: args.idle_timeout,
         affinity_mode: args.affinity_mode,
         prewarm_callees: args.prewarm_callees.then_some(true),
+        ephemeral_storage_mb: args.ephemeral_storage,
     };
     let socket = &args.socket.socket;
     match Client::connect(socket).and_then(|c| c.deploy(&spec)) {
         Ok(info) => output::deployed(&info),
         Err(err) => output::client_error(&context, &err, socket),
+    }
+}
+
+/// The absolute path of a package (a directory or a zip file) for the
+/// daemon, which unpacks it.
+fn package_path(path: &Path) -> Result<PathBuf, String> {
+    let path = std::fs::canonicalize(path).map_err(|err| err.to_string())?;
+    if path.is_dir() || path.is_file() {
+        Ok(path)
+    } else {
+        Err("not a directory nor a zip file".to_owned())
     }
 }
 
@@ -103,6 +116,10 @@ pub fn invoke(args: InvokeArgs) -> Rendered {
     let options = InvokeOptions {
         affinity: args.affinity,
         traceparent: args.traceparent,
+        caller: CallerContext {
+            client_context: args.client_context,
+            cognito_identity: None,
+        },
     };
     let outcome = Client::connect_with_max_payload(socket, args.max_payload)
         .and_then(|c| c.invoke_with(&args.name, &payload, &options));

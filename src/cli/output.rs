@@ -187,6 +187,8 @@ pub fn list(functions: &[FunctionInfo], json: bool) -> Rendered {
         "IDLE",
         "AFFINITY",
         "PREWARM",
+        "LAYERS",
+        "TMP",
     ];
     let rows: Vec<Vec<String>> = functions
         .iter()
@@ -202,10 +204,20 @@ pub fn list(functions: &[FunctionInfo], json: bool) -> Rendered {
                 format!("{} s", f.idle_timeout_secs),
                 f.affinity_mode.to_string(),
                 if f.prewarm_callees { "callees" } else { "-" }.to_owned(),
+                match f.layer_bytes.len() {
+                    0 => "-".to_owned(),
+                    n => format!("{n} ({})", megabytes(f.layer_bytes.iter().sum())),
+                },
+                format!("{} MB", f.ephemeral_storage_mb),
             ]
         })
         .collect();
     Rendered::ok(table(&header, &rows))
+}
+
+/// `bytes` in MB (10^6, as Lambda's quotas), one decimal.
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 /// Columns padded to their widest cell, two spaces apart.
@@ -492,6 +504,8 @@ mod tests {
             timeout_secs: 3,
             env: BTreeMap::new(),
             code_bytes: 1,
+            layer_bytes: vec![],
+            ephemeral_storage_mb: 512,
             deployed_at_unix: 2,
             concurrency: 10,
             max_queue: 100,
@@ -499,16 +513,25 @@ mod tests {
             affinity_mode: Default::default(),
             prewarm_callees: false,
         };
-        let r = list(std::slice::from_ref(&f), false);
+        let layered = FunctionInfo {
+            name: "z".into(),
+            layer_bytes: vec![1_000_000, 300_000],
+            ephemeral_storage_mb: 10_240,
+            ..f.clone()
+        };
+        let r = list(&[f.clone(), layered], false);
         assert_eq!(
             String::from_utf8(r.stdout).unwrap(),
-            "NAME                  VERSION  RUNTIME  MEMORY  TIMEOUT  CONCURRENCY  QUEUE  IDLE   AFFINITY  PREWARM\n\
-             a-long-function-name  12       python   128 MB  3 s      10           100    300 s  shared    -\n"
+            "NAME                  VERSION  RUNTIME  MEMORY  TIMEOUT  CONCURRENCY  QUEUE  IDLE   AFFINITY  PREWARM  LAYERS      TMP\n\
+             a-long-function-name  12       python   128 MB  3 s      10           100    300 s  shared    -        -           512 MB\n\
+             z                     12       python   128 MB  3 s      10           100    300 s  shared    -        2 (1.3 MB)  10240 MB\n"
         );
         let r = list(&[f], true);
         let v = stdout_json(&r);
         assert_eq!(v[0]["name"], "a-long-function-name");
         assert_eq!(v[0]["version"], 12);
+        assert_eq!(v[0]["ephemeral_storage_mb"], 512);
+        assert_eq!(v[0]["layer_bytes"], json!([]));
         assert_eq!(list(&[], true).stdout, b"[]\n");
     }
 
@@ -564,6 +587,8 @@ mod tests {
             timeout_secs: 3,
             env: BTreeMap::new(),
             code_bytes: 1,
+            layer_bytes: vec![],
+            ephemeral_storage_mb: 512,
             deployed_at_unix: 2,
             concurrency: 10,
             max_queue: 100,

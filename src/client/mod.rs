@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 pub use error::{ClientError, ProtocolError};
 
 use crate::protocol::{
-    DeploySpec, FunctionInfo, InvokeRequest, InvokeResponse, PretriggerAccepted, PretriggerRequest,
-    ProfileReport, Request, Response, StatsReport, TraceReport, MAX_PAYLOAD,
+    CallerContext, DeploySpec, FunctionInfo, InvokeRequest, InvokeResponse, PretriggerAccepted,
+    PretriggerRequest, ProfileReport, Request, Response, StatsReport, TraceReport, MAX_PAYLOAD,
 };
 use connection::Connection;
 
@@ -37,6 +37,8 @@ pub struct InvokeOptions {
     pub affinity: Option<String>,
     /// A W3C `traceparent`: the invocation's call tree joins that trace.
     pub traceparent: Option<String>,
+    /// Lambda's client context and Cognito identity for the handler.
+    pub caller: CallerContext,
 }
 
 /// A connection to the daemon.
@@ -108,6 +110,7 @@ impl Client {
             payload: payload.to_vec(),
             affinity: options.affinity.clone(),
             traceparent: options.traceparent.clone(),
+            caller: options.caller.clone(),
         });
         match self.conn.call(&req)? {
             Response::Invoked(resp) => Ok(resp),

@@ -102,6 +102,8 @@ fn info(name: &str) -> FunctionInfo {
         timeout_secs: 3,
         env: BTreeMap::new(),
         code_bytes: 10,
+        layer_bytes: vec![],
+        ephemeral_storage_mb: 512,
         deployed_at_unix: 1,
         concurrency: 10,
         max_queue: 100,

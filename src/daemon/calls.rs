@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use super::invoke::Origin;
+use super::invoke::{Carried, Origin};
 use super::Daemon;
 use crate::pool::{KillReason, Phase};
 use crate::protocol::{ErrorBody, ErrorKind};
@@ -61,7 +61,7 @@ impl Daemon {
             origin,
             &call.function,
             call.payload,
-            None,
+            Carried::default(),
             trace,
             (!call.detached).then_some(wait_until).flatten(),
         );

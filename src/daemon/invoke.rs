@@ -7,7 +7,8 @@ use super::{Daemon, FnState, QUEUE_ALLOWANCE};
 use crate::lambda::env::{InitType, SandboxIdentity};
 use crate::pool::{FunctionKey, KillReason, Phase};
 use crate::protocol::{
-    DeploySpec, ErrorBody, ErrorKind, FunctionInfo, InvokeRequest, InvokeResponse, Response,
+    CallerContext, DeploySpec, ErrorBody, ErrorKind, FunctionInfo, InvokeRequest, InvokeResponse,
+    Response,
 };
 use crate::scheduler::{Dispatch, InvocationId, Refused, SandboxId};
 use crate::trace::{Span, TraceContext};
@@ -19,6 +20,9 @@ pub(super) struct Invocation {
     /// Handed to the sandbox at dispatch.
     payload: Vec<u8>,
     affinity: Option<String>,
+    /// Lambda's client context and Cognito identity (client invocations
+    /// that carry any).
+    caller: Option<Box<CallerContext>>,
     accepted: Instant,
     /// `accepted` on the wall clock, µs since the Unix epoch (spans).
     accepted_unix_us: u64,
@@ -38,6 +42,15 @@ pub(super) struct Invocation {
     /// A cold start's wait for its sandbox and that sandbox's init, µs.
     acquire_us: u64,
     init_us: u64,
+}
+
+/// What an invocation carries to its handler besides its payload.
+#[derive(Debug, Default)]
+pub(super) struct Carried {
+    pub affinity: Option<String>,
+    /// Lambda's client context and Cognito identity, when the client sent
+    /// either.
+    pub caller: Option<Box<CallerContext>>,
 }
 
 /// Who waits for an invocation's answer.
@@ -158,7 +171,10 @@ impl Daemon {
             Origin::Client { conn, request_id },
             &request.function,
             request.payload,
-            request.affinity,
+            Carried {
+                affinity: request.affinity,
+                caller: (!request.caller.is_empty()).then(|| Box::new(request.caller)),
+            },
             trace,
             None,
         );
@@ -178,10 +194,11 @@ impl Daemon {
         origin: Origin,
         function: &str,
         payload: Vec<u8>,
-        affinity: Option<String>,
+        carried: Carried,
         trace: TraceContext,
         wait_until: Option<Instant>,
     ) -> Result<InvocationId, ErrorBody> {
+        let Carried { affinity, caller } = carried;
         if payload.len() > self.config.max_payload {
             let message = format!(
                 "payload of {} bytes is over the {} byte limit",
@@ -219,6 +236,7 @@ impl Daemon {
                 key: key.clone(),
                 payload,
                 affinity,
+                caller,
                 accepted: now,
                 accepted_unix_us: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -290,13 +308,30 @@ impl Daemon {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let trace = invocation.trace.meta_fields(id);
-        let meta = match &invocation.affinity {
-            None => format!(r#"{{"id":{id},"deadline_ms":{deadline_ms}{trace}}}"#),
-            Some(key) => format!(
-                r#"{{"id":{id},"deadline_ms":{deadline_ms}{trace},"affinity_key":{}}}"#,
-                serde_json::Value::from(key.as_str())
+        let mut meta = format!(r#"{{"id":{id},"deadline_ms":{deadline_ms}{trace}"#);
+        let extra = [
+            ("affinity_key", invocation.affinity.as_deref()),
+            (
+                "client_context",
+                invocation
+                    .caller
+                    .as_ref()
+                    .and_then(|c| c.client_context.as_deref()),
             ),
-        };
+            (
+                "cognito_identity",
+                invocation
+                    .caller
+                    .as_ref()
+                    .and_then(|c| c.cognito_identity.as_deref()),
+            ),
+        ];
+        for (key, value) in extra {
+            if let Some(value) = value {
+                meta.push_str(&format!(r#","{key}":{}"#, serde_json::Value::from(value)));
+            }
+        }
+        meta.push('}');
         let payload = std::mem::take(&mut invocation.payload);
         let now = Instant::now();
         invocation.dispatched = Some(now);
@@ -569,8 +604,8 @@ impl FnState {
     pub(super) fn package(&self) -> crate::sandbox::Package<'_> {
         crate::sandbox::Package {
             code: &self.code_dir,
-            layers: None,
-            tmp_bytes: 512 << 20,
+            layers: self.opt_dir.as_deref(),
+            tmp_bytes: u64::from(self.function.ephemeral_storage_mb) << 20,
         }
     }
 

@@ -66,6 +66,8 @@ struct FnState {
     code: OwnedFd,
     /// The version's code directory, mounted at each sandbox's /var/task.
     code_dir: PathBuf,
+    /// The version's merged layers, mounted at each sandbox's /opt.
+    opt_dir: Option<PathBuf>,
     queue: FunctionQueue,
     /// Replaced by a newer version or removed: its sandboxes end as soon
     /// as they are idle.

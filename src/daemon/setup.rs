@@ -121,6 +121,7 @@ impl Daemon {
     /// it a queue; the shape joins the pool targets.
     pub(super) fn serve_version(&mut self, function: Function) -> anyhow::Result<()> {
         let code_dir = self.registry.code_dir(&function);
+        let opt_dir = self.registry.opt_dir(&function);
         let code = crate::sandbox::open_code_mount(&code_dir)
             .with_context(|| format!("mount code of {} read-only", function.name))?;
         let shape = Shape {
@@ -142,6 +143,7 @@ impl Daemon {
                 function: Rc::new(function),
                 code,
                 code_dir,
+                opt_dir,
                 queue,
                 retired: false,
             },

@@ -4,63 +4,92 @@
 //! then, when present, `bytes`.
 
 use super::codec::DecodeError;
-use super::messages::{ErrorBody, InvokeRequest, InvokeResponse};
+use super::messages::{CallerContext, ErrorBody, InvokeRequest, InvokeResponse};
 use super::ErrorKind;
 
 const FLAG_COLD: u8 = 1 << 0;
 const FLAG_ERROR: u8 = 1 << 1;
 const FLAG_AFFINITY_HIT: u8 = 1 << 2;
 
+/// The optional trailing fields of an Invoke body, in wire order.
+fn invoke_options(inv: &InvokeRequest) -> [Option<&str>; 4] {
+    [
+        inv.affinity.as_deref(),
+        inv.traceparent.as_deref(),
+        inv.caller.client_context.as_deref(),
+        inv.caller.cognito_identity.as_deref(),
+    ]
+}
+
+/// How many of [`invoke_options`] go on the wire: up to the last present.
+fn options_sent(options: &[Option<&str>; 4]) -> usize {
+    options
+        .iter()
+        .rposition(Option::is_some)
+        .map_or(0, |i| i + 1)
+}
+
 /// Body bytes of an Invoke request.
 pub(super) fn invoke_len(inv: &InvokeRequest) -> usize {
+    let options = invoke_options(inv);
+    let sent = options_sent(&options);
     4 + inv.function.len()
         + 4
         + inv.payload.len()
-        + match (&inv.affinity, &inv.traceparent) {
-            (None, None) => 0,
-            (key, parent) => {
-                1 + key.as_ref().map_or(0, |k| 4 + k.len())
-                    + parent.as_ref().map_or(0, |p| 5 + p.len())
-            }
-        }
+        + options[..sent]
+            .iter()
+            .map(|o| 1 + o.map_or(0, |t| 4 + t.len()))
+            .sum::<usize>()
 }
 
-/// `function: bytes, payload: bytes`, then `affinity: opt` only when the
-/// invocation has a key or a traceparent (a body without it is the
-/// version-1 layout), then `traceparent: opt` only when it has one.
+/// `function: bytes, payload: bytes`, then the options `affinity: opt`,
+/// `traceparent: opt`, `client_context: opt`, `cognito_identity: opt`, each
+/// only when it or a later one is present (a body without any is the
+/// version-1 layout).
 pub(super) fn encode_invoke(inv: &InvokeRequest, out: &mut Vec<u8>) {
     put_bytes(out, inv.function.as_bytes());
     put_bytes(out, &inv.payload);
-    if inv.affinity.is_some() || inv.traceparent.is_some() {
-        put_opt(out, inv.affinity.as_deref());
-    }
-    if let Some(parent) = &inv.traceparent {
-        put_opt(out, Some(parent));
+    let options = invoke_options(inv);
+    for option in &options[..options_sent(&options)] {
+        put_opt(out, *option);
     }
 }
 
 /// The inverse of [`encode_invoke`]; the name is validated by the caller.
 pub(super) fn decode_invoke(body: &[u8]) -> Result<InvokeRequest, DecodeError> {
+    const FIELDS: [&str; 4] = [
+        "affinity key",
+        "traceparent",
+        "client context",
+        "cognito identity",
+    ];
     let mut r = Reader::new(body);
     let function = r.string("function name")?;
     let payload = r.bytes("payload")?.to_vec();
-    // Present (1) or left out; absent (0) only before a traceparent: a 0
-    // at the end is as redundant as trailing bytes.
-    let affinity = match r.peek() {
-        Some(1) => r.opt_string("affinity key")?,
-        Some(0) if r.rest.len() > 1 => r.opt_string("affinity key")?,
-        _ => None,
-    };
-    let traceparent = match r.peek() {
-        Some(1) => r.opt_string("traceparent")?,
-        _ => None,
-    };
+    let mut options: [Option<String>; 4] = Default::default();
+    let mut last_absent = false;
+    for (option, field) in options.iter_mut().zip(FIELDS) {
+        if r.peek().is_none() {
+            break;
+        }
+        *option = r.opt_string(field)?;
+        last_absent = option.is_none();
+    }
+    // An absent option at the end is as redundant as trailing bytes.
+    if last_absent {
+        return Err(DecodeError::TrailingBytes { count: 1 });
+    }
     r.end()?;
+    let [affinity, traceparent, client_context, cognito_identity] = options;
     Ok(InvokeRequest {
         function,
         payload,
         affinity,
         traceparent,
+        caller: CallerContext {
+            client_context,
+            cognito_identity,
+        },
     })
 }
 

@@ -51,6 +51,19 @@ pub enum DecodeError {
     AffinityKey { len: usize },
     #[error("{reason}")]
     Traceparent { reason: String },
+    #[error("{field} must be a JSON object of at most {max} bytes", max = super::MAX_CALLER_CONTEXT)]
+    CallerContext { field: &'static str },
+}
+
+/// A client context or Cognito identity: a JSON object, bounded.
+fn check_caller_context(field: &'static str, value: &str) -> Result<(), DecodeError> {
+    let object = value.len() <= super::MAX_CALLER_CONTEXT
+        && serde_json::from_str::<serde_json::Value>(value).is_ok_and(|v| v.is_object());
+    if object {
+        Ok(())
+    } else {
+        Err(DecodeError::CallerContext { field })
+    }
 }
 
 impl DecodeError {
@@ -124,8 +137,11 @@ pub fn decode_request(frame: &Frame) -> Result<Request, DecodeError> {
         FrameKind::Deploy => {
             let spec: super::DeploySpec = json_body(kind, &frame.body)?;
             check_name(&spec.name)?;
-            if !spec.code.is_absolute() {
-                return Err(DecodeError::RelativeCodePath { path: spec.code });
+            let relative = std::iter::once(&spec.code)
+                .chain(&spec.layers)
+                .find(|path| !path.is_absolute());
+            if let Some(path) = relative {
+                return Err(DecodeError::RelativeCodePath { path: path.clone() });
             }
             Request::Deploy(spec)
         }
@@ -140,6 +156,14 @@ pub fn decode_request(frame: &Frame) -> Result<Request, DecodeError> {
             if let Some(parent) = &inv.traceparent {
                 crate::trace::parse_traceparent(parent)
                     .map_err(|reason| DecodeError::Traceparent { reason })?;
+            }
+            for (field, value) in [
+                ("client context", &inv.caller.client_context),
+                ("cognito identity", &inv.caller.cognito_identity),
+            ] {
+                if let Some(value) = value {
+                    check_caller_context(field, value)?;
+                }
             }
             Request::Invoke(inv)
         }

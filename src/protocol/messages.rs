@@ -45,7 +45,8 @@ pub enum Response {
     Error(ErrorBody),
 }
 
-/// What to deploy. `code` is a path on the daemon's host, which copies it.
+/// What to deploy. `code` and `layers` are paths on the daemon's host,
+/// which unpacks them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploySpec {
     pub name: String,
@@ -54,9 +55,15 @@ pub struct DeploySpec {
     /// e.g. `"app.handler"` for python; unused by native.
     #[serde(default)]
     pub handler: Option<String>,
-    /// Absolute path to the code directory on the daemon's host.
+    /// Absolute path, on the daemon's host, to the code: a directory or a
+    /// zip file (Lambda's deployment package).
     #[serde(with = "path_bytes")]
     pub code: PathBuf,
+    /// Absolute paths of layers (directories or zip files), at most 5,
+    /// merged in order into the sandbox's `/opt`: a later layer's file
+    /// wins.
+    #[serde(default, with = "path_list")]
+    pub layers: Vec<PathBuf>,
     #[serde(default)]
     pub memory_mb: Option<u32>,
     #[serde(default)]
@@ -79,6 +86,9 @@ pub struct DeploySpec {
     /// in most of its recent invocations (null: off).
     #[serde(default)]
     pub prewarm_callees: Option<bool>,
+    /// Size of the sandbox's `/tmp` in MB, 512 to 10240 (null: 512).
+    #[serde(default)]
+    pub ephemeral_storage_mb: Option<u32>,
 }
 
 /// How invocations with affinity keys use a function's sandboxes.
@@ -134,6 +144,12 @@ pub struct FunctionInfo {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub code_bytes: u64,
+    /// Bytes of each layer, unpacked, in order.
+    #[serde(default)]
+    pub layer_bytes: Vec<u64>,
+    /// Size of the sandbox's `/tmp` in MB.
+    #[serde(default = "default_ephemeral_storage")]
+    pub ephemeral_storage_mb: u32,
     pub deployed_at_unix: u64,
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
@@ -154,6 +170,8 @@ pub struct FunctionInfo {
 pub const DEFAULT_CONCURRENCY: u32 = 10;
 pub const DEFAULT_MAX_QUEUE: u32 = 100;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u32 = 300;
+/// Lambda's default `/tmp` size.
+pub const DEFAULT_EPHEMERAL_STORAGE_MB: u32 = 512;
 
 fn default_concurrency() -> u32 {
     DEFAULT_CONCURRENCY
@@ -167,6 +185,10 @@ fn default_idle_timeout() -> u32 {
     DEFAULT_IDLE_TIMEOUT_SECS
 }
 
+fn default_ephemeral_storage() -> u32 {
+    DEFAULT_EPHEMERAL_STORAGE_MB
+}
+
 /// Run `function` once with `payload`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvokeRequest {
@@ -178,6 +200,26 @@ pub struct InvokeRequest {
     /// A W3C `traceparent` (`00-<trace id>-<span id>-<flags>`): the call
     /// tree joins that trace, under that span.
     pub traceparent: Option<String>,
+    /// Lambda's client context and Cognito identity, handed to the
+    /// runtime as they are.
+    pub caller: CallerContext,
+}
+
+/// What Lambda's Invoke API carries beside the payload for the handler:
+/// each a JSON object of at most [`super::MAX_CALLER_CONTEXT`] bytes, which
+/// a runtime passes on (`Lambda-Runtime-Client-Context`,
+/// `Lambda-Runtime-Cognito-Identity`; python `context.client_context`,
+/// `context.identity`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallerContext {
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+}
+
+impl CallerContext {
+    pub fn is_empty(&self) -> bool {
+        self.client_context.is_none() && self.cognito_identity.is_none()
+    }
 }
 
 /// Prepare `count` sandboxes of `name` ahead of the invocations, kept
@@ -286,5 +328,24 @@ mod path_bytes {
             Repr::Text(text) => PathBuf::from(text),
             Repr::Bytes(bytes) => PathBuf::from(std::ffi::OsString::from_vec(bytes)),
         })
+    }
+}
+
+/// A list of paths, each as [`path_bytes`] writes one.
+mod path_list {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct OnePath(#[serde(with = "super::path_bytes")] PathBuf);
+
+    pub fn serialize<S: Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(paths.iter().map(|p| OnePath(p.clone())))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+        let paths = Vec::<OnePath>::deserialize(d)?;
+        Ok(paths.into_iter().map(|OnePath(p)| p).collect())
     }
 }

@@ -22,9 +22,10 @@ pub use frame::{
     VERSION,
 };
 pub use messages::{
-    AffinityMode, DeploySpec, ErrorBody, FunctionInfo, InvokeRequest, InvokeResponse,
-    PretriggerAccepted, PretriggerRequest, Request, Response, DEFAULT_CONCURRENCY,
-    DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_QUEUE, DEFAULT_PRETRIGGER_TTL_SECS,
+    AffinityMode, CallerContext, DeploySpec, ErrorBody, FunctionInfo, InvokeRequest,
+    InvokeResponse, PretriggerAccepted, PretriggerRequest, Request, Response, DEFAULT_CONCURRENCY,
+    DEFAULT_EPHEMERAL_STORAGE_MB, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_QUEUE,
+    DEFAULT_PRETRIGGER_TTL_SECS,
 };
 pub use stats::{DaemonStats, FunctionStats, Percentiles, PoolStats, StatsReport};
 pub use trace::{CallEdge, PhaseStats, ProfileReport, SpanInfo, TraceReport};
@@ -38,6 +39,9 @@ pub const BODY_HEADROOM: usize = 64 * 1024;
 pub const MAX_FUNCTION_NAME: usize = 64;
 /// Longest affinity key, in bytes.
 pub const MAX_AFFINITY_KEY: usize = 256;
+/// Largest client context or Cognito identity, in bytes (Lambda's limit on
+/// a client context).
+pub const MAX_CALLER_CONTEXT: usize = 3583;
 
 /// The frame body limit for a payload limit: the payload plus
 /// [`BODY_HEADROOM`].

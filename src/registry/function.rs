@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::package;
 use crate::protocol::{self, AffinityMode, DeploySpec, FunctionInfo};
 use crate::sandbox::RuntimeKind;
 
@@ -34,18 +35,45 @@ pub enum FunctionError {
     EnvName(String),
     #[error("environment variable {0} is reserved: Lambda sets it for every function")]
     EnvReserved(String),
-    #[error("code directory {0} must be an absolute path to a directory")]
-    CodeDir(String),
-    #[error("code directory {dir} has no {file} (needed by handler {handler:?})")]
+    #[error("ephemeral storage {0} MB is outside {min}..={max} MB", min = Function::MIN_EPHEMERAL_STORAGE_MB, max = Function::MAX_EPHEMERAL_STORAGE_MB)]
+    EphemeralStorage(u32),
+    #[error("{0} layers given, at most {max}", max = package::MAX_LAYERS)]
+    Layers(usize),
+    #[error("code {code} has no {file} (needed by handler {handler:?})")]
     HandlerModule {
-        dir: String,
+        code: String,
         file: String,
         handler: String,
     },
-    #[error("code directory {0} has no executable `bootstrap` (build one with runtimes/native)")]
+    #[error("code {0} has no executable `bootstrap` (build one with runtimes/native)")]
     Bootstrap(String),
-    #[error("code directory {0} has no executable `bootstrap` (the provided runtime executes /var/task/bootstrap, which talks to the Lambda Runtime API)")]
+    #[error("code {0} and its layers have no executable `bootstrap` (the provided runtime executes /var/task/bootstrap, else /opt/bootstrap, which talks to the Lambda Runtime API)")]
     ProvidedBootstrap(String),
+}
+
+/// Where a function's `bootstrap` is, looked up as Lambda looks for a
+/// custom runtime's: the code's own (`/var/task/bootstrap`), else the
+/// layers' (`/opt/bootstrap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootstrapIn {
+    Code,
+    Layers,
+}
+
+/// Find an executable `bootstrap` in the unpacked `code`, then in the
+/// merged layers `opt` (if the function has any).
+pub fn find_bootstrap(code: &Path, opt: Option<&Path>) -> Option<BootstrapIn> {
+    let executable = |dir: &Path| {
+        std::fs::metadata(dir.join("bootstrap"))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if executable(code) {
+        Some(BootstrapIn::Code)
+    } else if opt.is_some_and(executable) {
+        Some(BootstrapIn::Layers)
+    } else {
+        None
+    }
 }
 
 /// A function version as stored in the registry.
@@ -59,7 +87,14 @@ pub struct Function {
     pub memory_mb: u32,
     pub timeout_secs: u32,
     pub env: BTreeMap<String, String>,
+    /// Bytes of the unpacked code.
     pub code_bytes: u64,
+    /// Bytes of each layer, unpacked, in order (empty: no layers).
+    #[serde(default)]
+    pub layer_bytes: Vec<u64>,
+    /// Size of the sandbox's `/tmp`.
+    #[serde(default = "defaults::ephemeral_storage")]
+    pub ephemeral_storage_mb: u32,
     pub deployed_at_unix: u64,
     /// Most sandboxes at once.
     #[serde(default = "defaults::concurrency")]
@@ -90,6 +125,10 @@ mod defaults {
     pub fn idle_timeout() -> u32 {
         crate::protocol::DEFAULT_IDLE_TIMEOUT_SECS
     }
+
+    pub fn ephemeral_storage() -> u32 {
+        crate::protocol::DEFAULT_EPHEMERAL_STORAGE_MB
+    }
 }
 
 impl Function {
@@ -101,6 +140,9 @@ impl Function {
     pub const MAX_CONCURRENCY: u32 = 1000;
     pub const MAX_QUEUE: u32 = 100_000;
     pub const MAX_IDLE_TIMEOUT_SECS: u32 = 86_400;
+    /// `/tmp` sizes Lambda allows.
+    pub const MIN_EPHEMERAL_STORAGE_MB: u32 = 512;
+    pub const MAX_EPHEMERAL_STORAGE_MB: u32 = 10_240;
 
     /// Validate a deploy request into version `version` (code not yet
     /// checked: see [`Function::check_code`]).
@@ -151,6 +193,17 @@ impl Function {
         if !(1..=Self::MAX_IDLE_TIMEOUT_SECS).contains(&idle_timeout_secs) {
             return Err(FunctionError::IdleTimeout(idle_timeout_secs));
         }
+        let ephemeral_storage_mb = spec
+            .ephemeral_storage_mb
+            .unwrap_or(protocol::DEFAULT_EPHEMERAL_STORAGE_MB);
+        if !(Self::MIN_EPHEMERAL_STORAGE_MB..=Self::MAX_EPHEMERAL_STORAGE_MB)
+            .contains(&ephemeral_storage_mb)
+        {
+            return Err(FunctionError::EphemeralStorage(ephemeral_storage_mb));
+        }
+        if spec.layers.len() > package::MAX_LAYERS {
+            return Err(FunctionError::Layers(spec.layers.len()));
+        }
         Ok(Function {
             name: spec.name.clone(),
             version,
@@ -160,6 +213,8 @@ impl Function {
             timeout_secs,
             env: spec.env.clone(),
             code_bytes: 0,
+            layer_bytes: Vec::new(),
+            ephemeral_storage_mb,
             deployed_at_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -171,33 +226,48 @@ impl Function {
         })
     }
 
-    /// Check that `dir` holds what the runtime will load.
-    pub fn check_code(&self, dir: &Path) -> Result<(), FunctionError> {
-        let shown = dir.display().to_string();
-        if !dir.is_absolute() || !dir.is_dir() {
-            return Err(FunctionError::CodeDir(shown));
-        }
+    /// Check that the unpacked `code` (deployed from `shown`), with the
+    /// merged layers `opt`, holds what the runtime will load.
+    pub fn check_code(
+        &self,
+        code: &Path,
+        opt: Option<&Path>,
+        shown: &Path,
+    ) -> Result<(), FunctionError> {
+        let shown = shown.display().to_string();
         match self.runtime {
             RuntimeKind::Python => {
                 let (module, _) = self.handler.rsplit_once('.').expect("validated handler");
                 let rel = module.replace('.', "/");
                 let file = format!("{rel}.py");
-                if dir.join(&file).is_file() || dir.join(&rel).join("__init__.py").is_file() {
+                // As Lambda's python runtime imports it: from the code, or
+                // from the layers' `python` directory.
+                let python_layers = opt.map(|opt| opt.join("python"));
+                let found = std::iter::once(code)
+                    .chain(python_layers.as_deref())
+                    .any(|root| {
+                        root.join(&file).is_file() || root.join(&rel).join("__init__.py").is_file()
+                    });
+                if found {
                     Ok(())
                 } else {
                     Err(FunctionError::HandlerModule {
-                        dir: shown,
+                        code: shown,
                         file,
                         handler: self.handler.clone(),
                     })
                 }
             }
-            RuntimeKind::Native if has_bootstrap(dir) => Ok(()),
-            RuntimeKind::Native => Err(FunctionError::Bootstrap(shown)),
-            // TODO(layers): once deploy takes layers, a layer's
-            // /opt/bootstrap will do as well (Lambda falls back to it).
-            RuntimeKind::Provided if has_bootstrap(dir) => Ok(()),
-            RuntimeKind::Provided => Err(FunctionError::ProvidedBootstrap(shown)),
+            // The native runtime runs the code's own bootstrap.
+            RuntimeKind::Native => match find_bootstrap(code, None) {
+                Some(BootstrapIn::Code) => Ok(()),
+                _ => Err(FunctionError::Bootstrap(shown)),
+            },
+            // Lambda's custom runtime: the code's bootstrap, else a layer's.
+            RuntimeKind::Provided => match find_bootstrap(code, opt) {
+                Some(_) => Ok(()),
+                None => Err(FunctionError::ProvidedBootstrap(shown)),
+            },
         }
     }
 
@@ -211,6 +281,8 @@ impl Function {
             timeout_secs: self.timeout_secs,
             env: self.env.clone(),
             code_bytes: self.code_bytes,
+            layer_bytes: self.layer_bytes.clone(),
+            ephemeral_storage_mb: self.ephemeral_storage_mb,
             deployed_at_unix: self.deployed_at_unix,
             concurrency: self.concurrency,
             max_queue: self.max_queue,
@@ -219,13 +291,6 @@ impl Function {
             prewarm_callees: self.prewarm_callees,
         }
     }
-}
-
-/// Whether `dir` holds an executable regular file named `bootstrap`
-/// (symlinks followed).
-fn has_bootstrap(dir: &Path) -> bool {
-    std::fs::metadata(dir.join("bootstrap"))
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -329,36 +394,106 @@ mod tests {
     fn native_code_needs_executable_bootstrap() {
         let dir = tempfile::tempdir().unwrap();
         let f = Function::from_spec(&spec("native", None), 1).unwrap();
-        assert!(matches!(
-            f.check_code(dir.path()),
-            Err(FunctionError::Bootstrap(_))
-        ));
+        let check = |opt| f.check_code(dir.path(), opt, Path::new("/src"));
+        assert!(matches!(check(None), Err(FunctionError::Bootstrap(s)) if s == "/src"));
         let bootstrap = dir.path().join("bootstrap");
         std::fs::write(&bootstrap, "#!/bin/sh\n").unwrap();
-        assert!(f.check_code(dir.path()).is_err());
+        assert!(check(None).is_err());
         std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(f.check_code(dir.path()).is_ok());
+        assert!(check(None).is_ok());
+    }
+
+    #[test]
+    fn bootstrap_is_found_in_code_then_layers() {
+        let code = tempfile::tempdir().unwrap();
+        let opt = tempfile::tempdir().unwrap();
+        let make = |dir: &Path| {
+            std::fs::write(dir.join("bootstrap"), "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(
+                dir.join("bootstrap"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+        };
+        assert_eq!(find_bootstrap(code.path(), Some(opt.path())), None);
+        make(opt.path());
+        assert_eq!(
+            find_bootstrap(code.path(), Some(opt.path())),
+            Some(BootstrapIn::Layers)
+        );
+        assert_eq!(find_bootstrap(code.path(), None), None);
+        make(code.path());
+        assert_eq!(
+            find_bootstrap(code.path(), Some(opt.path())),
+            Some(BootstrapIn::Code)
+        );
+    }
+
+    #[test]
+    fn ephemeral_storage_and_layer_count() {
+        let f = Function::from_spec(&spec("native", None), 1).unwrap();
+        assert_eq!(f.ephemeral_storage_mb, 512, "Lambda's default");
+        for (mb, ok) in [(511, false), (512, true), (10_240, true), (10_241, false)] {
+            let mut s = spec("native", None);
+            s.ephemeral_storage_mb = Some(mb);
+            match Function::from_spec(&s, 1) {
+                Ok(f) => assert!(ok && f.ephemeral_storage_mb == mb, "{mb}"),
+                Err(err) => {
+                    assert!(!ok, "{mb}: {err}");
+                    assert!(matches!(err, FunctionError::EphemeralStorage(m) if m == mb));
+                }
+            }
+        }
+        let mut s = spec("native", None);
+        s.layers = vec!["/l".into(); 5];
+        assert!(Function::from_spec(&s, 1).is_ok());
+        s.layers.push("/l".into());
+        let err = Function::from_spec(&s, 1).unwrap_err();
+        assert_eq!(err.to_string(), "6 layers given, at most 5");
+    }
+
+    #[test]
+    fn functions_stored_before_layers_load_with_defaults() {
+        let f = Function::from_spec(&spec("native", None), 1).unwrap();
+        let mut json = serde_json::to_value(&f).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("layer_bytes");
+        object.remove("ephemeral_storage_mb");
+        let loaded: Function = serde_json::from_value(json).unwrap();
+        assert_eq!(loaded, f);
     }
 
     #[test]
     fn provided_takes_lambda_names_and_needs_a_bootstrap() {
         let dir = tempfile::tempdir().unwrap();
+        let code = dir.path().join("code");
+        let opt = dir.path().join("opt");
+        std::fs::create_dir_all(&code).unwrap();
+        std::fs::create_dir_all(&opt).unwrap();
         for name in ["provided", "provided.al2", "provided.al2023"] {
             let f = Function::from_spec(&spec(name, None), 1).unwrap();
             assert_eq!(f.runtime, RuntimeKind::Provided);
             assert_eq!(f.info().runtime, "provided");
             assert!(matches!(
-                f.check_code(dir.path()),
-                Err(FunctionError::ProvidedBootstrap(_))
+                f.check_code(&code, Some(&opt), Path::new("/src")),
+                Err(FunctionError::ProvidedBootstrap(s)) if s == "/src"
             ));
         }
         let with_handler = Function::from_spec(&spec("provided", Some("function.handler")), 1);
         assert_eq!(with_handler.unwrap().handler, "function.handler");
-        let bootstrap = dir.path().join("bootstrap");
-        std::fs::write(&bootstrap, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
         let f = Function::from_spec(&spec("provided.al2023", None), 1).unwrap();
-        assert!(f.check_code(dir.path()).is_ok());
+        // A layer's bootstrap (Lambda's /opt/bootstrap) does, as does the
+        // code's own.
+        let executable = |dir: &Path| {
+            let bootstrap = dir.join("bootstrap");
+            std::fs::write(&bootstrap, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        executable(&opt);
+        assert!(f.check_code(&code, Some(&opt), Path::new("/src")).is_ok());
+        assert!(f.check_code(&code, None, Path::new("/src")).is_err());
+        executable(&code);
+        assert!(f.check_code(&code, None, Path::new("/src")).is_ok());
         let err = Function::from_spec(&spec("nodejs20.x", None), 1).unwrap_err();
         assert!(err.to_string().contains("not supported yet"), "{err}");
     }

@@ -1,35 +1,33 @@
 //! Deployed functions: name, version, runtime, handler, code, limits and
 //! environment, persisted under the state directory.
 //!
-//! Layout: `STATE/functions/NAME/VERSION/{function.json,code/}` plus
+//! Layout: `STATE/functions/NAME/VERSION/{function.json,code/,opt/}` plus
 //! `STATE/functions/NAME/current` holding the live version number. A
-//! version's code is copied once at deploy and never changes.
+//! version's code (and `opt`, its layers merged, when it has layers) is
+//! unpacked once at deploy (see [`package`]) and never changes.
 
 #![deny(unsafe_code)]
 
-mod copy;
 mod function;
+pub mod package;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use function::{Function, FunctionError};
+pub use function::{find_bootstrap, BootstrapIn, Function, FunctionError};
+pub use package::PackageError;
 
 use crate::protocol::DeploySpec;
 
 /// Deploy-time validation failures and storage errors.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] FunctionError),
-    #[error("code directory {path}: {source}")]
-    ReadCode {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Package(#[from] PackageError),
     #[error("store function {name} under {path}: {source}")]
     Store {
         name: String,
@@ -89,16 +87,17 @@ impl Registry {
         self.functions.values()
     }
 
-    /// Validate `spec`, copy its code into a new immutable version and make
-    /// that version live.
+    /// Validate `spec`, unpack its code and layers into a new immutable
+    /// version and make that version live. A refused deploy leaves no
+    /// trace in the state directory.
     pub fn deploy(&mut self, spec: &DeploySpec) -> Result<Function, RegistryError> {
         let previous = self.functions.get(&spec.name).map_or(0, |f| f.version);
         let mut function = Function::from_spec(spec, previous + 1)?;
-        function.check_code(&spec.code)?;
         let dir = self.root.join(&function.name);
-        let version_dir = dir.join(function.version.to_string());
+        let version_dir = self.version_dir(&function);
+        let name = function.name.clone();
         let store_err = |source| RegistryError::Store {
-            name: function.name.clone(),
+            name: name.clone(),
             path: version_dir.clone(),
             source,
         };
@@ -106,14 +105,13 @@ impl Registry {
             fs::remove_dir_all(&version_dir).map_err(store_err)?;
         }
         fs::create_dir_all(&version_dir).map_err(store_err)?;
-        let code_dir = version_dir.join("code");
-        function.code_bytes = copy::copy_tree(&spec.code, &code_dir).map_err(|source| {
+        if let Err(err) = self.unpack(&mut function, spec) {
             let _ = fs::remove_dir_all(&version_dir);
-            RegistryError::ReadCode {
-                path: spec.code.clone(),
-                source,
+            if previous == 0 {
+                let _ = fs::remove_dir(&dir);
             }
-        })?;
+            return Err(err);
+        }
         write_atomic(
             &version_dir.join("function.json"),
             &serde_json::to_vec_pretty(&function).expect("function serializes"),
@@ -127,6 +125,20 @@ impl Registry {
         self.functions
             .insert(function.name.clone(), function.clone());
         Ok(function)
+    }
+
+    /// Unpack the code and layers of `spec` into `function`'s version
+    /// directory, one budget for all, and check the result.
+    fn unpack(&self, function: &mut Function, spec: &DeploySpec) -> Result<(), RegistryError> {
+        let mut budget = package::Budget::default();
+        let code = self.code_dir(function);
+        function.code_bytes = package::unpack(&spec.code, &code, &mut budget)?;
+        if !spec.layers.is_empty() {
+            let opt = self.version_dir(function).join("opt");
+            function.layer_bytes = package::unpack_layers(&spec.layers, &opt, &mut budget)?;
+        }
+        function.check_code(&code, self.opt_dir(function).as_deref(), &spec.code)?;
+        Ok(())
     }
 
     /// Forget `name` and delete every version of its code. Sandboxes that
@@ -147,12 +159,21 @@ impl Registry {
         }
     }
 
-    /// Where the code of `function`'s version lives.
+    /// Where the code of `function`'s version lives (Lambda's `/var/task`).
     pub fn code_dir(&self, function: &Function) -> PathBuf {
+        self.version_dir(function).join("code")
+    }
+
+    /// Where the merged layers of `function`'s version live (Lambda's
+    /// `/opt`); `None` when it has no layers.
+    pub fn opt_dir(&self, function: &Function) -> Option<PathBuf> {
+        (!function.layer_bytes.is_empty()).then(|| self.version_dir(function).join("opt"))
+    }
+
+    fn version_dir(&self, function: &Function) -> PathBuf {
         self.root
             .join(&function.name)
             .join(function.version.to_string())
-            .join("code")
     }
 }
 
@@ -209,6 +230,8 @@ mod tests {
             idle_timeout_secs: Some(2),
             affinity_mode: Some(crate::protocol::AffinityMode::Strict),
             prewarm_callees: None,
+            layers: Vec::new(),
+            ephemeral_storage_mb: Some(1024),
         }
     }
 
@@ -245,6 +268,66 @@ mod tests {
         let err = registry.deploy(&spec(code.path())).unwrap_err();
         assert!(err.to_string().contains("app.py"), "{err}");
         assert!(registry.get("hello").is_none());
+    }
+
+    #[test]
+    fn deploy_unpacks_layers_and_a_refused_one_leaves_nothing() {
+        let state = tempfile::tempdir().unwrap();
+        let code = tempfile::tempdir().unwrap();
+        let layer = tempfile::tempdir().unwrap();
+        fs::write(code.path().join("app.py"), "").unwrap();
+        fs::create_dir(layer.path().join("python")).unwrap();
+        fs::write(layer.path().join("python/dep.py"), "x = 1\n").unwrap();
+        let mut registry = Registry::open(state.path()).unwrap();
+        let plain = registry.deploy(&spec(code.path())).unwrap();
+        assert_eq!(registry.opt_dir(&plain), None);
+
+        let layered = DeploySpec {
+            layers: vec![layer.path().to_path_buf(), layer.path().to_path_buf()],
+            ..spec(code.path())
+        };
+        let v2 = registry.deploy(&layered).unwrap();
+        assert_eq!(v2.layer_bytes, [6, 6]);
+        assert_eq!(v2.ephemeral_storage_mb, 1024);
+        let opt = registry.opt_dir(&v2).expect("layers give an opt dir");
+        assert!(opt.join("python/dep.py").is_file());
+
+        // A handler found only in a layer's python directory, as Lambda's
+        // python runtime imports it.
+        let in_layer = DeploySpec {
+            name: "from-layer".into(),
+            handler: Some("dep.handler".into()),
+            ..layered.clone()
+        };
+        registry.deploy(&in_layer).unwrap();
+
+        let missing = DeploySpec {
+            name: "refused".into(),
+            layers: vec![code.path().join("nope.zip")],
+            ..spec(code.path())
+        };
+        let err = registry.deploy(&missing).unwrap_err();
+        assert!(err.to_string().contains("nope.zip"), "{err}");
+        assert!(registry.get("refused").is_none());
+        assert!(
+            !state.path().join("functions/refused").exists(),
+            "a refused first version leaves no function directory"
+        );
+        let err = registry
+            .deploy(&DeploySpec {
+                layers: vec![code.path().join("nope.zip")],
+                ..spec(code.path())
+            })
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::Package(_)), "{err}");
+        let versions: Vec<_> = fs::read_dir(state.path().join("functions/hello"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(versions, ["1", "2", "current"], "the live version stays");
+        assert_eq!(registry.get("hello").unwrap().version, 2);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Round trips and refusals of every message body.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::super::{
-    DeploySpec, ErrorBody, FrameDecoder, FunctionInfo, InvokeRequest, InvokeResponse,
+    CallerContext, DeploySpec, ErrorBody, FrameDecoder, FunctionInfo, InvokeRequest, InvokeResponse,
 };
 use super::*;
 
@@ -21,7 +21,11 @@ fn spec() -> DeploySpec {
         name: "hello".into(),
         runtime: "python".into(),
         handler: Some("app.handler".into()),
-        code: PathBuf::from("/srv/code/hello"),
+        code: PathBuf::from("/srv/code/hello.zip"),
+        layers: vec![
+            PathBuf::from("/srv/layers/deps.zip"),
+            PathBuf::from("/srv/tools"),
+        ],
         memory_mb: Some(256),
         timeout_secs: None,
         env: BTreeMap::from([("GREETING".into(), "hi \"there\"".into())]),
@@ -30,6 +34,7 @@ fn spec() -> DeploySpec {
         idle_timeout_secs: Some(2),
         affinity_mode: Some(super::super::AffinityMode::Strict),
         prewarm_callees: None,
+        ephemeral_storage_mb: Some(2048),
     }
 }
 
@@ -43,6 +48,8 @@ fn info(name: &str) -> FunctionInfo {
         timeout_secs: 30,
         env: BTreeMap::new(),
         code_bytes: 4096,
+        layer_bytes: vec![100, 200],
+        ephemeral_storage_mb: 1024,
         deployed_at_unix: 1_700_000_000,
         concurrency: 10,
         max_queue: 100,
@@ -76,6 +83,7 @@ fn requests() -> Vec<Request> {
             b"/srv/\xff\xfe".to_vec(),
         ),
     );
+    odd_path.layers.push(odd_path.code.join("layer"));
     vec![
         Request::Deploy(spec()),
         Request::Deploy(odd_path),
@@ -84,18 +92,21 @@ fn requests() -> Vec<Request> {
             payload: b"{\"name\":\"x\"}".to_vec(),
             affinity: None,
             traceparent: None,
+            caller: Default::default(),
         }),
         Request::Invoke(InvokeRequest {
             function: "f".into(),
             payload: (0..=255).collect(),
             affinity: Some("tenant-7".into()),
             traceparent: None,
+            caller: Default::default(),
         }),
         Request::Invoke(InvokeRequest {
             function: "empty".into(),
             payload: vec![],
             affinity: None,
             traceparent: None,
+            caller: Default::default(),
         }),
         Request::List,
         Request::Remove {
@@ -366,11 +377,18 @@ fn bad_fields_are_refused() {
         decode_request(&json(FrameKind::Deploy, relative)),
         Err(DecodeError::RelativeCodePath { .. })
     ));
-    let minimal = r#"{"name":"f","runtime":"native","code":"/c"}"#;
+    let relative_layer = r#"{"name":"f","runtime":"native","code":"/c","layers":["/l","l"]}"#;
     assert!(matches!(
-        decode_request(&json(FrameKind::Deploy, minimal)),
-        Ok(Request::Deploy(_))
+        decode_request(&json(FrameKind::Deploy, relative_layer)),
+        Err(DecodeError::RelativeCodePath { path }) if path == Path::new("l")
     ));
+    // A spec from a client that predates layers and ephemeral storage.
+    let minimal = r#"{"name":"f","runtime":"native","code":"/c"}"#;
+    let Ok(Request::Deploy(minimal)) = decode_request(&json(FrameKind::Deploy, minimal)) else {
+        panic!("minimal spec refused")
+    };
+    assert!(minimal.layers.is_empty());
+    assert_eq!(minimal.ephemeral_storage_mb, None);
     // A FunctionInfo from a daemon that predates the scheduling options
     // decodes with their defaults.
     let old_info = r#"[{"name":"f","version":1,"runtime":"native","memory_mb":128,
@@ -387,6 +405,10 @@ fn bad_fields_are_refused() {
         ),
         (10, 100, 300)
     );
+    assert_eq!(
+        (&infos[0].layer_bytes, infos[0].ephemeral_storage_mb),
+        (&vec![], 512)
+    );
     assert!(matches!(
         decode_request(&json(FrameKind::Stats, r#"{"name":"a b"}"#)),
         Err(DecodeError::InvalidName { .. })
@@ -398,6 +420,7 @@ fn bad_fields_are_refused() {
             payload: vec![],
             affinity: Some("k".repeat(len)),
             traceparent: None,
+            caller: Default::default(),
         });
         encode_request(1, &req, &mut out);
         assert!(matches!(
@@ -445,6 +468,7 @@ fn random_invocations_round_trip_through_random_splits() {
                 payload,
                 affinity: (id % 2 == 1).then(|| format!("key{id}")),
                 traceparent: None,
+                caller: Default::default(),
             });
             encode_request(id, &req, &mut stream);
             want.push(req);
@@ -473,6 +497,7 @@ fn a_traceparent_rides_on_an_invoke_with_or_without_a_key() {
             payload: b"{}".to_vec(),
             affinity,
             traceparent: Some(parent.into()),
+            caller: Default::default(),
         });
         let mut out = Vec::new();
         encode_request(1, &req, &mut out);
@@ -483,11 +508,83 @@ fn a_traceparent_rides_on_an_invoke_with_or_without_a_key() {
         payload: vec![],
         affinity: None,
         traceparent: Some("00-zz".into()),
+        caller: Default::default(),
     });
     let mut out = Vec::new();
     encode_request(1, &bad, &mut out);
     assert!(matches!(
         decode_request(&one_frame(&out)),
         Err(DecodeError::Traceparent { .. })
+    ));
+}
+
+#[test]
+fn caller_context_rides_on_an_invoke_after_the_other_options() {
+    let context = r#"{"custom":{"k":"v"},"client":{"app_title":"t"}}"#;
+    let identity = r#"{"cognitoIdentityId":"id","cognitoIdentityPoolId":"pool"}"#;
+    for (affinity, client_context, cognito_identity) in [
+        (None, Some(context), None),
+        (None, None, Some(identity)),
+        (Some("tenant"), Some(context), Some(identity)),
+    ] {
+        let req = Request::Invoke(InvokeRequest {
+            function: "f".into(),
+            payload: b"{}".to_vec(),
+            affinity: affinity.map(str::to_owned),
+            traceparent: None,
+            caller: CallerContext {
+                client_context: client_context.map(str::to_owned),
+                cognito_identity: cognito_identity.map(str::to_owned),
+            },
+        });
+        let mut out = Vec::new();
+        encode_request(1, &req, &mut out);
+        assert_eq!(decode_request(&one_frame(&out)).unwrap(), req);
+    }
+    for bad in [
+        "not json".to_owned(),
+        "[1]".to_owned(),
+        format!(
+            r#"{{"k":"{}"}}"#,
+            "x".repeat(crate::protocol::MAX_CALLER_CONTEXT)
+        ),
+    ] {
+        let req = Request::Invoke(InvokeRequest {
+            function: "f".into(),
+            payload: vec![],
+            affinity: None,
+            traceparent: None,
+            caller: CallerContext {
+                client_context: Some(bad),
+                cognito_identity: None,
+            },
+        });
+        let mut out = Vec::new();
+        encode_request(1, &req, &mut out);
+        assert!(matches!(
+            decode_request(&one_frame(&out)),
+            Err(DecodeError::CallerContext {
+                field: "client context"
+            })
+        ));
+    }
+}
+
+#[test]
+fn an_absent_option_at_the_end_is_refused() {
+    let req = Request::Invoke(InvokeRequest {
+        function: "f".into(),
+        payload: vec![],
+        affinity: Some("k".into()),
+        traceparent: None,
+        caller: Default::default(),
+    });
+    let mut out = Vec::new();
+    encode_request(1, &req, &mut out);
+    let mut frame = one_frame(&out);
+    frame.body.push(0);
+    assert!(matches!(
+        decode_request(&frame),
+        Err(DecodeError::TrailingBytes { .. })
     ));
 }
