@@ -5,7 +5,7 @@
 //! Python runtime interface client `awslambdaric` (its wheel vendored
 //! into the function at test time). Each: success, function error, init
 //! error, a crash mid-invocation, a timeout, a result and a payload over
-//! the limit.
+//! the limit; and a bootstrap found in a layer (`/opt/bootstrap`).
 
 mod common;
 
@@ -153,6 +153,26 @@ fn curl_bootstrap() {
             assert_eq!(result["echo"]["op"], "echo");
         },
     );
+}
+
+/// Lambda runs a layer's `/opt/bootstrap` when the code has none.
+#[test]
+fn bootstrap_from_a_layer() {
+    if !root("bootstrap_from_a_layer") {
+        return;
+    }
+    let daemon = daemon();
+    let code = scratch_dir("layer-code");
+    std::fs::write(code.join("data.txt"), "no bootstrap here").unwrap();
+    let deployed = daemon.client().deploy(&DeploySpec {
+        layers: vec![fixtures().join("lambda/curl")],
+        ..spec("layered", &code, &[])
+    });
+    deployed.expect("deploy with the bootstrap in a layer");
+    let response = invoke(&daemon, "layered", r#"{"op":"echo"}"#);
+    assert!(response.error.is_none(), "{:?}", response.error);
+    let result = json(&response.result);
+    assert_eq!(result["request_id"], response.invocation_id.to_string());
 }
 
 #[test]
