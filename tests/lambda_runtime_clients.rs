@@ -257,12 +257,14 @@ fn rust_code_dir() -> PathBuf {
 }
 
 /// The awslambdaric fixture with the client's wheel vendored into
-/// `vendor/`, installed once (binary wheels only: nothing is compiled).
+/// `vendor/` (binary wheels only: nothing is compiled). The vendored
+/// client is kept between runs; the fixture's own files are fresh.
 fn awslambdaric_code_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = scratch_dir("awslambdaric");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lambda-awslambdaric");
         let fixture = fixtures().join("lambda/awslambdaric");
+        std::fs::create_dir_all(&dir).unwrap();
         let copied = Command::new("cp")
             .arg("-a")
             .arg(fixture.join("bootstrap"))
@@ -271,31 +273,37 @@ fn awslambdaric_code_dir() -> PathBuf {
             .status()
             .unwrap();
         assert!(copied.success());
-        let output = Command::new("/usr/bin/python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--only-binary=:all:",
-                "--target",
-            ])
-            .arg(dir.join("vendor"))
-            .arg("awslambdaric")
-            .output()
-            .expect("run pip (hint: apt-get install python3-pip)");
-        assert!(
-            output.status.success(),
-            "pip install awslambdaric failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let vendor = dir.join("vendor");
+        if !vendor.join("awslambdaric").is_dir() {
+            let _ = std::fs::remove_dir_all(&vendor);
+            let output = Command::new("/usr/bin/python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--only-binary=:all:",
+                    "--target",
+                ])
+                .arg(&vendor)
+                .arg("awslambdaric")
+                .output()
+                .expect("run pip (hint: apt-get install python3-pip)");
+            assert!(
+                output.status.success(),
+                "pip install awslambdaric failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         dir
     })
     .clone()
 }
 
+/// An empty directory for `what`, under the test target's scratch space
+/// (replaced on each run, never left in /tmp).
 fn scratch_dir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sprout-lambda-{what}-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lambda-{what}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
