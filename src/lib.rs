@@ -10,7 +10,9 @@
 //! - **function**: user code deployed under a name; each deploy makes a new
 //!   immutable **version**.
 //! - **runtime**: the program that runs user code for one language inside a
-//!   sandbox (`native`, `python`). It pulls invocations from its ring.
+//!   sandbox (`native`, `python`, `provided`). It pulls invocations from
+//!   its ring; for `provided` the sandbox's Runtime API bridge pulls them
+//!   and serves them to the function's `bootstrap` over Lambda's HTTP API.
 //! - **sandbox**: one confined process tree (namespaces, cgroup, seccomp, no
 //!   capabilities) running one runtime. Once assigned a function version it
 //!   serves only that version until it is destroyed.
@@ -36,6 +38,7 @@ pub mod protocol;
 pub mod reactor;
 pub mod registry;
 pub mod ring;
+pub mod runtime_api;
 pub mod sandbox;
 pub mod scheduler;
 pub mod sys;

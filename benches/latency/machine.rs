@@ -7,6 +7,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 use crate::functions::Runtime;
+use crate::lambda::{LambdaClient, LambdaCold};
 use crate::peers::PeerKind;
 use crate::results::{Results, SMALL};
 
@@ -153,5 +154,33 @@ pub fn targets(r: &Results) -> Value {
             startup.map(|s| 10_000.0 + s),
         );
     }
+    for lambda in [LambdaClient::RustRuntime, LambdaClient::Awslambdaric] {
+        let (own, ring) = crate::lambda::warm_p50s(r, lambda);
+        check(
+            format!(
+                "Runtime API warm round trip, {}, within 2x the ring runtime of the same language",
+                lambda.as_str()
+            ),
+            own,
+            ring.map(|w| 2.0 * w),
+        );
+    }
+    check(
+        "cold start from the pool, provided Rust bootstrap (lambda_runtime), under 3 ms".into(),
+        crate::lambda::cold_p50(r, LambdaCold::ProvidedRust),
+        Some(3000.0),
+    );
+    check(
+        format!(
+            "cold start from the pool, python, no slower than before the Lambda work \
+             ({PYTHON_POOLED_BEFORE_US} us at p50, README's run of 2026-11-23)"
+        ),
+        r.cold_pool_p50(Runtime::Python),
+        Some(PYTHON_POOLED_BEFORE_US),
+    );
     Value::Array(out)
 }
+
+/// The pooled python cold start at p50 before /var/task, /opt and /tmp
+/// were mounted at assignment (the full run of 2026-11-23 at 27624f4).
+const PYTHON_POOLED_BEFORE_US: f64 = 1620.0;

@@ -18,7 +18,10 @@
 //! 6. pool refill rate and memory per idle sandbox;
 //! 7. the time from a pre-trigger to N warm sandboxes, and cold starts
 //!    under a stream of new functions with the pool adapting (see
-//!    `scheduling.rs`).
+//!    `scheduling.rs`);
+//! 8. Lambda functions: warm round trips through the Runtime API with
+//!    unmodified runtime clients, and pooled cold starts of a `provided`
+//!    Rust function and a zip-deployed python one (see `lambda.rs`).
 //!
 //! Samples are taken in interleaved repeats (each repeat measures every
 //! figure once), so drifting background load shows as noise across the
@@ -27,6 +30,7 @@
 mod daemon;
 mod floor;
 mod functions;
+mod lambda;
 mod machine;
 mod markdown;
 mod nested;
@@ -47,6 +51,7 @@ use sprout::client::Client;
 use daemon::Daemon;
 use floor::Floor;
 use functions::{payload, Functions, Runtime};
+use lambda::{LambdaClient, LambdaFunctions};
 use peers::{Peer, PeerKind};
 use results::{Results, SMALL};
 
@@ -145,6 +150,16 @@ impl Settings {
     }
 }
 
+/// Warm Runtime API samples per repeat of `client`: a quarter of the ring
+/// runtimes', and a tenth of that for curl, which starts two processes per
+/// invocation.
+fn lambda_warm_samples(client: LambdaClient, settings: &Settings) -> usize {
+    match client {
+        LambdaClient::Curl => (settings.warm_small / 40).max(5),
+        _ => settings.warm_small / 4,
+    }
+}
+
 fn progress(what: &str) {
     eprintln!("latency bench: {what}");
 }
@@ -171,7 +186,16 @@ fn main() {
     let functions = Functions::prepare(work.path());
     progress("building the nested-call caller");
     let callers = nested::Callers::prepare(work.path());
+    progress("preparing the Lambda functions (lambda_runtime, awslambdaric, curl, a zip)");
+    let lambdas = LambdaFunctions::prepare(work.path(), &functions);
     let mut results = Results::default();
+    for (client, reason) in &lambdas.unavailable {
+        progress(&format!(
+            "Lambda client {} not run: {reason}",
+            client.as_str()
+        ));
+        results.lambda_unavailable.insert(*client, reason.clone());
+    }
 
     progress("starting daemons and preparing peers");
     let warm_daemon = Daemon::start(work.path(), 2);
@@ -205,6 +229,7 @@ fn main() {
         assert!(first.error.is_none() && first.cold, "{:?}", first.error);
     }
     callers.deploy(&warm_client);
+    lambdas.deploy_warm(&warm_client);
     let per_size = |size: usize| {
         if size >= 1 << 20 {
             settings.warm_large
@@ -224,8 +249,26 @@ fn main() {
     for runtime in Runtime::ALL {
         nested::sample(&warm_client, runtime, settings.warm_small / 4);
     }
-    for runtime in Runtime::ALL {
-        assert!(pool_daemon.wait_pooled(runtime.as_str(), POOL, Duration::from_secs(60)));
+    for client in lambdas.available() {
+        lambda::warm(
+            &warm_client,
+            client,
+            &small,
+            lambda_warm_samples(client, &settings) / 4,
+        );
+    }
+    // A first provided function gives the pool its shape.
+    let lambda_colds = lambdas.colds();
+    for cold in &lambda_colds {
+        let spec = lambdas.cold_spec(&format!("lambda-shape-{}", cold.runtime()), *cold);
+        sprout_runs::first_invocation(&pool_client, &spec);
+    }
+    for runtime in Runtime::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .chain(lambda_colds.iter().map(|c| c.runtime()))
+    {
+        assert!(pool_daemon.wait_pooled(runtime, POOL, Duration::from_secs(60)));
     }
     let mut seq = 0;
     for runtime in Runtime::ALL {
@@ -318,6 +361,34 @@ fn main() {
                     .or_default()
                     .push_repeat(samples);
             }
+        }
+        for client in lambdas.available() {
+            let samples = lambda::warm(
+                &warm_client,
+                client,
+                &small,
+                lambda_warm_samples(client, &settings),
+            );
+            results
+                .lambda_warm
+                .entry(client)
+                .or_default()
+                .push_repeat(samples);
+        }
+        for cold in &lambda_colds {
+            let samples = (0..(settings.cold / 2).max(2))
+                .map(|_| {
+                    seq += 1;
+                    let name = format!("cold-lambda-{}-{seq}", cold.runtime());
+                    let spec = lambdas.cold_spec(&name, *cold);
+                    sprout_runs::cold_from_pool_of(&pool_daemon, &pool_client, &spec).0
+                })
+                .collect();
+            results
+                .lambda_cold
+                .entry(*cold)
+                .or_default()
+                .push_repeat(samples);
         }
         scheduling::pretrigger_repeat(
             &pool_client,

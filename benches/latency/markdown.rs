@@ -95,6 +95,7 @@ pub fn render(r: &Results, machine: &Value, targets: &Value, repeats: usize) -> 
     }
 
     crate::nested::markdown(r, &mut md);
+    crate::lambda::markdown(r, &mut md);
 
     let _ = writeln!(
         md,

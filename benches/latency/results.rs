@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::functions::Runtime;
+use crate::lambda::{LambdaClient, LambdaCold};
 use crate::peers::{Peer, PeerKind};
 use crate::pool_memory::PoolFigures;
 use crate::scheduling::Figures;
@@ -32,6 +33,11 @@ pub struct Results {
     pub scheduling: Figures,
     /// Nested warm calls of the echo function, timed by the caller.
     pub nested: BTreeMap<Runtime, Samples>,
+    /// Warm round trips through the Runtime API, per runtime client.
+    pub lambda_warm: BTreeMap<LambdaClient, Samples>,
+    pub lambda_unavailable: BTreeMap<LambdaClient, String>,
+    /// Pooled cold starts of Lambda functions.
+    pub lambda_cold: BTreeMap<LambdaCold, Samples>,
 }
 
 pub fn size_label(size: usize) -> String {
@@ -128,6 +134,7 @@ impl Results {
         }
 
         crate::nested::print(self);
+        crate::lambda::print(self);
 
         println!(
             "\n== cold start and per-request peers, {} payload, no-op handler (microseconds; \
@@ -242,6 +249,12 @@ impl Results {
         for (rt, s) in &self.nested {
             consider(format!("nested call {}", rt.as_str()), s.summary());
         }
+        for (client, s) in &self.lambda_warm {
+            consider(format!("runtime api {}", client.as_str()), s.summary());
+        }
+        for (cold, s) in &self.lambda_cold {
+            consider(format!("cold pool {}", cold.as_str()), s.summary());
+        }
         for (rt, s) in &self.cold_pool {
             consider(format!("cold pool {}", rt.as_str()), s.summary());
         }
@@ -268,6 +281,7 @@ impl Results {
                     .zip(self.floor_p50(*size)).map(|(w, f)| w / f),
             })).collect::<Vec<_>>(),
             "nested_call": crate::nested::to_json(self),
+            "lambda": crate::lambda::to_json(self),
             "cold_from_pool": self.cold_pool.iter().map(|(rt, s)| json!({
                 "runtime": rt.as_str(), "payload_bytes": SMALL, "latency": sum(s),
                 "daemon_total": self.cold_pool_daemon.get(rt).and_then(sum),

@@ -113,7 +113,7 @@ pub struct SocketArg {
 pub struct DeployArgs {
     /// Function name: 1 to 64 of [A-Za-z0-9_-].
     pub name: String,
-    /// The runtime that runs the code: python or native.
+    /// The runtime that runs the code: python (or python3.N, the host's), native, provided (or provided.al2, provided.al2023).
     #[arg(long)]
     pub runtime: String,
     /// Entry point, e.g. app.handler (python).

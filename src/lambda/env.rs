@@ -147,19 +147,12 @@ fn log_stream_name(who: &SandboxIdentity<'_>) -> String {
 /// and native functions bring their own runtime and get none, as on Lambda.
 fn execution_env(runtime: RuntimeKind) -> Option<String> {
     match runtime {
-        RuntimeKind::Python => Some(format!("AWS_Lambda_{}", host_python())),
+        RuntimeKind::Python => Some(format!(
+            "AWS_Lambda_{}",
+            crate::sandbox::host_python().unwrap_or("python3")
+        )),
         _ => None,
     }
-}
-
-/// The host's `python3.N`, which python functions run on (`python3` when
-/// /usr/bin/python3 is not a link to it).
-fn host_python() -> String {
-    std::fs::read_link("/usr/bin/python3")
-        .ok()
-        .and_then(|link| link.file_name()?.to_str().map(str::to_owned))
-        .filter(|name| name.starts_with("python3."))
-        .unwrap_or_else(|| "python3".to_owned())
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard

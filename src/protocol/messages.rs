@@ -50,7 +50,7 @@ pub enum Response {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploySpec {
     pub name: String,
-    /// `"python"` or `"native"`.
+    /// `"python"`, `"native"`, `"provided"` or a Lambda name of one (`"python3.11"`, `"provided.al2023"`).
     pub runtime: String,
     /// e.g. `"app.handler"` for python; unused by native.
     #[serde(default)]

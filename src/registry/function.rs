@@ -15,7 +15,9 @@ use crate::sandbox::RuntimeKind;
 pub enum FunctionError {
     #[error("invalid function name: {0}")]
     Name(String),
-    #[error("unknown runtime {0:?} (expected one of: native, python)")]
+    /// The runtime name was refused; the text says why and what is
+    /// accepted ([`RuntimeKind::parse_name`]).
+    #[error("{0}")]
     Runtime(String),
     #[error("the python runtime needs --handler MODULE.FUNCTION, got {0:?}")]
     Handler(String),
@@ -45,6 +47,8 @@ pub enum FunctionError {
     },
     #[error("code {0} has no executable `bootstrap` (build one with runtimes/native)")]
     Bootstrap(String),
+    #[error("code {0} and its layers have no executable `bootstrap` (the provided runtime executes /var/task/bootstrap, else /opt/bootstrap, which talks to the Lambda Runtime API)")]
+    ProvidedBootstrap(String),
 }
 
 /// Where a function's `bootstrap` is, looked up as Lambda looks for a
@@ -144,10 +148,7 @@ impl Function {
     /// checked: see [`Function::check_code`]).
     pub fn from_spec(spec: &DeploySpec, version: u64) -> Result<Function, FunctionError> {
         protocol::validate_function_name(&spec.name).map_err(FunctionError::Name)?;
-        let runtime: RuntimeKind = spec
-            .runtime
-            .parse()
-            .map_err(|_| FunctionError::Runtime(spec.runtime.clone()))?;
+        let runtime: RuntimeKind = spec.runtime.parse().map_err(FunctionError::Runtime)?;
         let handler = match runtime {
             RuntimeKind::Python => {
                 let handler = spec.handler.clone().unwrap_or_default();
@@ -160,6 +161,9 @@ impl Function {
                 handler
             }
             RuntimeKind::Native => String::new(),
+            // Lambda hands the handler to the bootstrap as `_HANDLER`; any
+            // text is the bootstrap's business.
+            RuntimeKind::Provided => spec.handler.clone().unwrap_or_default(),
         };
         let memory_mb = spec.memory_mb.unwrap_or(Self::DEFAULT_MEMORY_MB);
         if !(Self::MIN_MEMORY_MB..=Self::MAX_MEMORY_MB).contains(&memory_mb) {
@@ -258,6 +262,11 @@ impl Function {
             RuntimeKind::Native => match find_bootstrap(code, None) {
                 Some(BootstrapIn::Code) => Ok(()),
                 _ => Err(FunctionError::Bootstrap(shown)),
+            },
+            // Lambda's custom runtime: the code's bootstrap, else a layer's.
+            RuntimeKind::Provided => match find_bootstrap(code, opt) {
+                Some(_) => Ok(()),
+                None => Err(FunctionError::ProvidedBootstrap(shown)),
             },
         }
     }
@@ -452,5 +461,40 @@ mod tests {
         object.remove("ephemeral_storage_mb");
         let loaded: Function = serde_json::from_value(json).unwrap();
         assert_eq!(loaded, f);
+    }
+
+    #[test]
+    fn provided_takes_lambda_names_and_needs_a_bootstrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let code = dir.path().join("code");
+        let opt = dir.path().join("opt");
+        std::fs::create_dir_all(&code).unwrap();
+        std::fs::create_dir_all(&opt).unwrap();
+        for name in ["provided", "provided.al2", "provided.al2023"] {
+            let f = Function::from_spec(&spec(name, None), 1).unwrap();
+            assert_eq!(f.runtime, RuntimeKind::Provided);
+            assert_eq!(f.info().runtime, "provided");
+            assert!(matches!(
+                f.check_code(&code, Some(&opt), Path::new("/src")),
+                Err(FunctionError::ProvidedBootstrap(s)) if s == "/src"
+            ));
+        }
+        let with_handler = Function::from_spec(&spec("provided", Some("function.handler")), 1);
+        assert_eq!(with_handler.unwrap().handler, "function.handler");
+        let f = Function::from_spec(&spec("provided.al2023", None), 1).unwrap();
+        // A layer's bootstrap (Lambda's /opt/bootstrap) does, as does the
+        // code's own.
+        let executable = |dir: &Path| {
+            let bootstrap = dir.join("bootstrap");
+            std::fs::write(&bootstrap, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        executable(&opt);
+        assert!(f.check_code(&code, Some(&opt), Path::new("/src")).is_ok());
+        assert!(f.check_code(&code, None, Path::new("/src")).is_err());
+        executable(&code);
+        assert!(f.check_code(&code, None, Path::new("/src")).is_ok());
+        let err = Function::from_spec(&spec("nodejs20.x", None), 1).unwrap_err();
+        assert!(err.to_string().contains("not supported yet"), "{err}");
     }
 }

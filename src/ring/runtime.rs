@@ -2,7 +2,7 @@
 //! the sandbox init that announces READY before it execs a native
 //! `bootstrap`.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -167,6 +167,33 @@ impl RuntimeRing {
     pub fn next_invoke(&mut self) -> Result<Invoke, RingError> {
         let (id, body) = self.next_record(kind::INVOKE)?;
         parse_invoke(id, body)
+    }
+
+    /// The INVOKE at the head of the request ring, if any, without
+    /// blocking: for a runtime that waits on [`RuntimeRing::request_bell`]
+    /// in its own poll loop (the Runtime API bridge). Any other record
+    /// type is a violation (such a runtime sends no CALL).
+    pub fn try_next_invoke(&mut self) -> Result<Option<Invoke>, RingError> {
+        let limit = self.requests.region().max_body();
+        let Some(record) = self.requests.pop(&self.map, limit)? else {
+            return Ok(None);
+        };
+        if record.kind != kind::INVOKE {
+            return Err(RingError::Violation {
+                reason: format!(
+                    "unexpected message type {} on the request ring",
+                    record.kind
+                ),
+            });
+        }
+        parse_invoke(record.id, record.body).map(Some)
+    }
+
+    /// The request doorbell (fd 4, a blocking eventfd): readable when the
+    /// daemon pushed a request. A poll loop reads its 8 bytes when it is
+    /// readable, then calls [`RuntimeRing::try_next_invoke`] until `None`.
+    pub fn request_bell(&self) -> BorrowedFd<'_> {
+        self.request_bell.as_fd()
     }
 
     /// Invoke another function through the daemon (`detached`: fire and

@@ -167,6 +167,9 @@ fn write_runtime(kind: RuntimeKind, dir: &Path) -> io::Result<()> {
         // The init itself is the native loader; the bootstrap comes with
         // the function's code.
         RuntimeKind::Native => Ok(()),
+        // The init itself serves the Runtime API; the bootstrap comes with
+        // the function's code.
+        RuntimeKind::Provided => Ok(()),
     }
 }
 

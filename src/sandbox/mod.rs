@@ -66,17 +66,26 @@ pub enum RuntimeKind {
     Native,
     /// `/usr/bin/python3 -I` running the bootstrap in runtimes/python.
     Python,
+    /// AWS Lambda's OS-only runtime: the function's `bootstrap` (any
+    /// language) talks to the Lambda Runtime API, which the sandbox serves
+    /// on 127.0.0.1:9001 and bridges to the ring (`crate::runtime_api`).
+    Provided,
 }
 
 impl RuntimeKind {
-    pub fn all() -> [RuntimeKind; 2] {
-        [RuntimeKind::Native, RuntimeKind::Python]
+    pub fn all() -> [RuntimeKind; 3] {
+        [
+            RuntimeKind::Native,
+            RuntimeKind::Python,
+            RuntimeKind::Provided,
+        ]
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             RuntimeKind::Native => "native",
             RuntimeKind::Python => "python",
+            RuntimeKind::Provided => "provided",
         }
     }
 
@@ -85,8 +94,64 @@ impl RuntimeKind {
         match self {
             RuntimeKind::Native => "native",
             RuntimeKind::Python => "py",
+            RuntimeKind::Provided => "rapi",
         }
     }
+
+    /// Parse a runtime name as `sprout deploy --runtime` takes it: the
+    /// stored names, and Lambda's names for the same runtimes
+    /// (`python3.N` for the host's Python 3.N, `provided.al2`,
+    /// `provided.al2023`). `host_python` is the host's `python3.N`, if
+    /// known.
+    pub fn parse_name(name: &str, host_python: Option<&str>) -> Result<RuntimeKind, String> {
+        match name {
+            "native" => return Ok(RuntimeKind::Native),
+            "python" => return Ok(RuntimeKind::Python),
+            "provided" | "provided.al2" | "provided.al2023" => return Ok(RuntimeKind::Provided),
+            _ => {}
+        }
+        if name.starts_with("python3.") {
+            return match host_python {
+                Some(host) if host == name => Ok(RuntimeKind::Python),
+                Some(host) => Err(format!(
+                    "runtime {name:?} is not available: the host's python is {host} (deploy with --runtime {host} or python)"
+                )),
+                None => Err(format!(
+                    "runtime {name:?} is not available: the host's python version is unknown (/usr/bin/python3 is not a link to python3.N; deploy with --runtime python)"
+                )),
+            };
+        }
+        if name.starts_with("nodejs") {
+            return Err(format!(
+                "runtime {name:?} is not supported yet (supported: {})",
+                Self::names(host_python)
+            ));
+        }
+        Err(format!(
+            "unknown runtime {name:?} (expected one of: {})",
+            Self::names(host_python)
+        ))
+    }
+
+    /// Every accepted runtime name, for error messages.
+    fn names(host_python: Option<&str>) -> String {
+        let python = host_python.map(|p| format!(", {p}")).unwrap_or_default();
+        format!("native, python{python}, provided, provided.al2, provided.al2023")
+    }
+}
+
+/// The host's Python as Lambda names it (`python3.11`), read from where
+/// `/usr/bin/python3` links (the sandboxes run that interpreter); `None`
+/// when it is not a link to `python3.N`. Read once.
+pub fn host_python() -> Option<&'static str> {
+    static HOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let target = std::fs::read_link("/usr/bin/python3").ok()?;
+        let name = target.file_name()?.to_str()?.to_owned();
+        let minor = name.strip_prefix("python3.")?;
+        (!minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit())).then_some(name)
+    })
+    .as_deref()
 }
 
 impl fmt::Display for RuntimeKind {
@@ -98,14 +163,9 @@ impl fmt::Display for RuntimeKind {
 impl FromStr for RuntimeKind {
     type Err = String;
 
+    /// [`RuntimeKind::parse_name`] with the host's Python.
     fn from_str(s: &str) -> Result<RuntimeKind, String> {
-        match s {
-            "native" => Ok(RuntimeKind::Native),
-            "python" => Ok(RuntimeKind::Python),
-            other => Err(format!(
-                "unknown runtime {other:?} (expected native or python)"
-            )),
-        }
+        RuntimeKind::parse_name(s, host_python())
     }
 }
 
@@ -282,6 +342,28 @@ mod tests {
             assert_eq!(serde_json::from_str::<RuntimeKind>(&json).unwrap(), kind);
         }
         assert!("ruby".parse::<RuntimeKind>().is_err());
+    }
+
+    #[test]
+    fn lambda_runtime_names_parse() {
+        let host = Some("python3.11");
+        let parse = |name| RuntimeKind::parse_name(name, host);
+        assert_eq!(parse("python3.11"), Ok(RuntimeKind::Python));
+        for name in ["provided", "provided.al2", "provided.al2023"] {
+            assert_eq!(parse(name), Ok(RuntimeKind::Provided));
+        }
+        let other = parse("python3.12").unwrap_err();
+        assert!(other.contains("the host's python is python3.11"), "{other}");
+        let unknown = RuntimeKind::parse_name("python3.12", None).unwrap_err();
+        assert!(unknown.contains("version is unknown"), "{unknown}");
+        let node = parse("nodejs20.x").unwrap_err();
+        assert!(node.contains("not supported yet"), "{node}");
+        let ruby = parse("ruby3.2").unwrap_err();
+        assert!(
+            ruby.contains("native, python, python3.11, provided, provided.al2, provided.al2023"),
+            "{ruby}"
+        );
+        assert!(parse("provided.al3").is_err());
     }
 
     #[test]

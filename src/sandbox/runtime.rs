@@ -12,14 +12,23 @@
 //!   function's environment: tenant code never runs unfiltered, and the
 //!   filter (a good part of a millisecond to install) is not on a cold
 //!   start's path.
+//! - provided: the runtime's process becomes the Lambda Runtime API bridge
+//!   ([`crate::runtime_api`]). Like the native loader it installs the
+//!   filter, then listens on 127.0.0.1:9001 and announces READY; once the
+//!   assignment comes it forks the function's `/var/task/bootstrap` (or
+//!   `/opt/bootstrap`) and serves it until it exits, then exits with its
+//!   status.
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, OwnedFd};
 
 use super::config::{fds, InitConfig};
 use super::confine::{ConfineError, Step};
+use super::reaper::SIGNALED_EXIT_BASE;
 use super::rootfs::RUNTIME_MOUNT;
 use super::{seccomp, Assignment, RuntimeKind};
+use crate::lambda::env::RUNTIME_API;
+use crate::runtime_api;
 use crate::sys::fd::dup_inherited;
 use crate::sys::process::{self, Argv};
 
@@ -33,6 +42,7 @@ pub fn start(config: &InitConfig, env: Vec<String>) -> ConfineError {
     let result = match config.runtime {
         RuntimeKind::Python => exec_python(config, env),
         RuntimeKind::Native => load_native(config, env),
+        RuntimeKind::Provided => serve_provided(config, env),
     };
     match result {
         Ok(never) => match never {},
@@ -72,6 +82,66 @@ fn load_native(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineEr
         format!("execveat bootstrap of {}", assignment.function),
         err,
     ))
+}
+
+fn serve_provided(config: &InitConfig, env: Vec<String>) -> Result<Never, ConfineError> {
+    apply_seccomp(config)?;
+    let ready = |what: &str, e: std::io::Error| ConfineError::new(Step::Ready, what.to_owned(), e);
+    // Bound before READY: a bootstrap can connect as soon as it runs.
+    let listener = std::net::TcpListener::bind(RUNTIME_API)
+        .map_err(|e| ready(&format!("bind the Runtime API on {RUNTIME_API}"), e))?;
+    let mut ring = crate::ring::RuntimeRing::open_inherited().map_err(|e| {
+        ready(
+            "map the inherited ring",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    ring.send_ready()
+        .map_err(|e| ready("send READY", std::io::Error::other(e.to_string())))?;
+    // The code is at /var/task; its descriptor is not needed.
+    let (assignment, _code) = receive_assignment()?;
+    // Lambda's variables (AWS_LAMBDA_RUNTIME_API, _HANDLER...) are in the
+    // assignment's environment.
+    let env = assignment.runtime_env(env);
+    let region = env.iter().find_map(|e| e.strip_prefix("AWS_REGION="));
+    let function = runtime_api::Function::new(&assignment.function, region);
+    let argv = make_argv(&["bootstrap"])?;
+    let envp = make_argv(&env)?;
+    let cwd = std::ffi::CString::new(TASK_ROOT).expect("no NUL in the path");
+    let child = process::spawn_program(&cwd, &BOOTSTRAPS, &argv, &envp).map_err(|e| {
+        ConfineError::new(
+            Step::Exec,
+            format!("start the bootstrap of {}", assignment.function),
+            e,
+        )
+    })?;
+    match runtime_api::serve(listener, ring, child.pidfd.as_fd(), function) {
+        // The sandbox's pid 1 reports this status as the runtime's.
+        Ok(status) => std::process::exit(match status {
+            process::ExitStatus::Exited(code) => code,
+            process::ExitStatus::Signaled(signal) => SIGNALED_EXIT_BASE + signal,
+        }),
+        Err(err) => Err(ConfineError::new(
+            Step::Exec,
+            format!("the Runtime API bridge of {} failed", assignment.function),
+            std::io::Error::other(error_chain(&err)),
+        )),
+    }
+}
+
+/// Where Lambda looks for a `provided` function's bootstrap, in order.
+const BOOTSTRAPS: [&CStr; 2] = [c"/var/task/bootstrap", c"/opt/bootstrap"];
+
+/// An error and its sources, `: `-separated.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// READY on the ring, through close-on-exec duplicates: fds 3-5 stay as

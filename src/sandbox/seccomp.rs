@@ -73,7 +73,7 @@ use policy::{compile_policy, merge, parse, target_arch};
 const BASE_FILE: &str = "runtimes/base.seccomp.json";
 const BASE: &str = include_str!("../../runtimes/base.seccomp.json");
 /// Each runtime's name, policy file and embedded policy.
-const RUNTIMES: [(&str, &str, &str); 2] = [
+const RUNTIMES: [(&str, &str, &str); 3] = [
     (
         "python",
         "runtimes/python/seccomp.json",
@@ -83,6 +83,11 @@ const RUNTIMES: [(&str, &str, &str); 2] = [
         "native",
         "runtimes/native/seccomp.json",
         include_str!("../../runtimes/native/seccomp.json"),
+    ),
+    (
+        "provided",
+        "runtimes/provided/seccomp.json",
+        include_str!("../../runtimes/provided/seccomp.json"),
     ),
 ];
 
@@ -97,7 +102,7 @@ const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    #[error("unknown runtime {runtime:?} (known: python, native)")]
+    #[error("unknown runtime {runtime:?} (known: python, native, provided)")]
     UnknownRuntime { runtime: String },
     #[error("parse seccomp policy {file}")]
     Parse {

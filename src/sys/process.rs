@@ -255,6 +255,87 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<
     Ok(())
 }
 
+/// `pidfd_open(pid, 0)`: a pidfd for a child of ours (readable once it
+/// exits; [`pidfd_wait`] reaps it).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments; returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just created this descriptor for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Exit code of a [`spawn_program`] child when no candidate could be
+/// exec'd (as a shell reports a command that cannot run).
+pub const SPAWN_EXEC_FAILED: i32 = 127;
+/// Exit code of a [`spawn_program`] child that could not enter its
+/// working directory.
+pub const SPAWN_CHDIR_FAILED: i32 = 126;
+
+/// Fork a child of this single-threaded process that closes every
+/// descriptor from 3 up, enters `cwd` and execs the first of `programs`
+/// that exists (`execve` with `argv` and `envp`; a candidate missing with
+/// ENOENT is skipped). Returns its pid and a pidfd. The child ends with
+/// [`SPAWN_CHDIR_FAILED`] or [`SPAWN_EXEC_FAILED`] (after writing why to
+/// stderr) when it cannot start.
+pub fn spawn_program(
+    cwd: &CStr,
+    programs: &[&CStr],
+    argv: &Argv,
+    envp: &Argv,
+) -> io::Result<Child> {
+    let Some(pid) = fork_single_threaded()? else {
+        let code = exec_first(cwd, programs, argv, envp);
+        // SAFETY: ends the child without running the parent's
+        // destructors or atexit handlers.
+        unsafe { libc::_exit(code) }
+    };
+    let pidfd = pidfd_open(pid)?;
+    Ok(Child { pid, pidfd })
+}
+
+/// The child's side of [`spawn_program`]; returns only on failure. It
+/// takes no lock (stderr is written unbuffered, without Rust's stderr
+/// lock) and only allocates, which glibc's fork keeps usable in the child,
+/// so it is sound after a fork from a test's many threads too.
+fn exec_first(cwd: &CStr, programs: &[&CStr], argv: &Argv, envp: &Argv) -> i32 {
+    let say = |text: String| {
+        let _ = nix::unistd::write(io::stderr(), text.as_bytes());
+    };
+    if close_from(3).is_err() || reset_signals().is_err() {
+        return SPAWN_EXEC_FAILED;
+    }
+    // SAFETY: `cwd` is NUL-terminated and alive.
+    if unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
+        let err = io::Error::last_os_error();
+        say(format!("cannot enter {}: {err}\n", cwd.to_string_lossy()));
+        return SPAWN_CHDIR_FAILED;
+    }
+    let mut last = io::Error::from_raw_os_error(libc::ENOENT);
+    for program in programs {
+        last = execve(program, argv, envp);
+        if last.raw_os_error() != Some(libc::ENOENT) {
+            break;
+        }
+    }
+    let names: Vec<_> = programs.iter().map(|p| p.to_string_lossy()).collect();
+    say(format!("cannot execute {}: {last}\n", names.join(" or ")));
+    SPAWN_EXEC_FAILED
+}
+
+/// Give the program a clean signal state: no blocked signals, and
+/// SIGPIPE back to its default (Rust's runtime ignores it, and an ignored
+/// signal stays ignored across exec).
+fn reset_signals() -> io::Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    // SAFETY: SIG_DFL installs no code.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }?;
+    Ok(())
+}
+
 /// How a reaped child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -494,6 +575,23 @@ mod tests {
         drop(sync);
         let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
         assert_eq!(status, Some(ExitStatus::Exited(child_exit::SYNC_EOF)));
+    }
+
+    #[test]
+    fn spawn_program_runs_the_first_that_exists_in_its_directory() {
+        let argv = Argv::new(&["sh", "-c", "test \"$(pwd)\" = /tmp && exit 7"]).unwrap();
+        let envp = Argv::new(&["PATH=/usr/bin:/bin"]).unwrap();
+        let child =
+            spawn_program(c"/tmp", &[c"/nonexistent/sh", c"/bin/sh"], &argv, &envp).unwrap();
+        let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
+        assert_eq!(status, Some(ExitStatus::Exited(7)));
+
+        let child = spawn_program(c"/", &[c"/nonexistent/a"], &argv, &envp).unwrap();
+        let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
+        assert_eq!(status, Some(ExitStatus::Exited(SPAWN_EXEC_FAILED)));
+        let child = spawn_program(c"/nonexistent", &[c"/bin/sh"], &argv, &envp).unwrap();
+        let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
+        assert_eq!(status, Some(ExitStatus::Exited(SPAWN_CHDIR_FAILED)));
     }
 
     #[test]
