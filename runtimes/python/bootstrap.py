@@ -328,6 +328,9 @@ class Context:
     def get_remaining_time_in_millis(self):
         return max(0, int(self._deadline_ms - time.time() * 1000))
 
+    def __repr__(self):
+        return support().context_repr(self)
+
     def log(self, msg):
         support().write_record(str(msg))
 

@@ -109,6 +109,18 @@ def caller_context(meta, loads):
     )
 
 
+def fields_repr(obj, names, class_name=None):
+    """`Name([a=1,b=2])`, how Lambda's context objects print."""
+    fields = ",".join(f"{name}={getattr(obj, name)}" for name in names)
+    return f"{class_name or type(obj).__name__}([{fields}])"
+
+
+def context_repr(context):
+    names = ("aws_request_id", "log_group_name", "log_stream_name", "function_name", "memory_limit_in_mb")
+    names += ("function_version", "invoked_function_arn", "client_context", "identity", "tenant_id")
+    return fields_repr(context, names, "LambdaContext")
+
+
 class CognitoIdentity:
     """context.identity: the Cognito identity that authorised the call."""
 
@@ -117,6 +129,9 @@ class CognitoIdentity:
     def __init__(self, fields):
         self.cognito_identity_id = fields.get("cognitoIdentityId")
         self.cognito_identity_pool_id = fields.get("cognitoIdentityPoolId")
+
+    def __repr__(self):
+        return fields_repr(self, self.__slots__)
 
 
 class ClientContext:
@@ -130,6 +145,9 @@ class ClientContext:
         self.custom = fields.get("custom")
         self.env = fields.get("env")
 
+    def __repr__(self):
+        return fields_repr(self, ("custom", "env", "client"))
+
 
 class Client:
     __slots__ = ("installation_id", "app_title", "app_version_name", "app_version_code", "app_package_name")
@@ -137,6 +155,9 @@ class Client:
     def __init__(self, fields):
         for name in Client.__slots__:
             setattr(self, name, fields.get(name))
+
+    def __repr__(self):
+        return fields_repr(self, self.__slots__)
 
 
 LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"

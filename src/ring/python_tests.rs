@@ -55,6 +55,7 @@ def client(event, context):
     cc = context.client_context
     c = cc.client
     return {
+        "repr": repr(context),
         "client": [c.installation_id, c.app_title, c.app_version_name, c.app_version_code, c.app_package_name],
         "custom": cc.custom,
         "env": cc.env,
@@ -308,10 +309,23 @@ fn python_context_has_client_context_and_identity() {
         "client_context": client_context.to_string(),
         "cognito_identity": identity.to_string(),
     });
-    let out = result_json(py.invoke_meta(3, meta, b"{}"), 3);
+    let mut out = result_json(py.invoke_meta(3, meta, b"{}"), 3);
+    // Printed as Lambda's context prints.
+    let repr = out["repr"].take();
+    assert_eq!(
+        repr,
+        "LambdaContext([aws_request_id=3,log_group_name=/aws/lambda/greeter,\
+         log_stream_name=2026/12/05/[$LATEST]0123abcd,function_name=greeter,memory_limit_in_mb=128,\
+         function_version=$LATEST,invoked_function_arn=arn:aws:lambda:eu-west-1:000000000000:function:greeter,\
+         client_context=ClientContext([custom={'tier': 'gold'},env={'platform': 'Android'},\
+         client=Client([installation_id=i-1,app_title=Notes,app_version_name=1.2,app_version_code=12,\
+         app_package_name=com.example.notes])]),identity=CognitoIdentity([cognito_identity_id=us-east-1:abc,\
+         cognito_identity_pool_id=us-east-1:pool]),tenant_id=None])"
+    );
     assert_eq!(
         out,
         json!({
+            "repr": null,
             "client": ["i-1", "Notes", "1.2", "12", "com.example.notes"],
             "custom": {"tier": "gold"},
             "env": {"platform": "Android"},
