@@ -232,12 +232,13 @@ class Ring:
 
 def support():
     """lambda_support.py beside this file, loaded on first use: what only
-    some functions need compiles only when one does."""
+    some functions need runs only when one does. `code_of` is start.py's
+    (this file runs in its namespace): the daemon's bytecode, else the
+    source compiled."""
     module = sys.modules.get("_sprout_lambda_support")
     if module is None:
         path = RUNTIME_DIR + "/lambda_support.py"
-        with open(path, encoding="utf-8") as source:
-            code = compile(source.read(), path, "exec")
+        code = code_of(path)  # noqa: F821 (start.py's)
         module = type(sys)("_sprout_lambda_support")
         module.__file__ = path
         exec(code, module.__dict__)

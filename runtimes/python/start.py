@@ -5,7 +5,8 @@ more than the rest of the runtime's start-up. The daemon compiles it once
 when it starts (bootstrap.pyc, with the runtime's own paths in its frames);
 this runs that bytecode, or bootstrap.py itself when there is none or it is
 another Python's. Either way bootstrap runs as `__main__`, with `__file__`
-its source's path.
+its source's path, in this file's namespace: it loads lambda_support.py
+with `code_of` too.
 """
 
 import _frozen_importlib_external
@@ -14,8 +15,8 @@ import sys
 
 
 def code_of(source):
-    """The code of `source`: its `.pyc` beside it if this Python wrote it,
-    else compiled from the source."""
+    """The code of `source` (NAME.py): NAME.pyc beside it if this Python
+    wrote it, else compiled from the source."""
     try:
         with open(source + "c", "rb") as compiled:
             data = compiled.read()

@@ -424,48 +424,59 @@ fn python_serves_the_hello_example() {
 /// it is another Python's.
 #[test]
 fn python_start_runs_the_compiled_bootstrap_else_the_source() {
+    const FILES: [&str; 2] = ["bootstrap.py", "lambda_support.py"];
     let runtime = tempfile::tempdir().unwrap();
-    for name in ["start.py", "bootstrap.py", "lambda_support.py"] {
-        std::fs::copy(runtime_dir().join(name), runtime.path().join(name)).unwrap();
+    let dir = runtime.path();
+    for name in ["start.py", FILES[0], FILES[1]] {
+        std::fs::copy(runtime_dir().join(name), dir.join(name)).unwrap();
     }
+    // As the daemon compiles them: NAME.py to NAME.pyc beside it.
     let compiled = Command::new(PYTHON)
-        .args(["-I", "-m", "py_compile"])
-        .arg(runtime.path().join("bootstrap.py"))
+        .args(["-I", "-c"])
+        .arg("import py_compile, sys; [py_compile.compile(f, cfile=f + 'c', doraise=True) for f in sys.argv[1:]]")
+        .args(FILES.map(|f| dir.join(f)))
         .status()
         .unwrap();
     assert!(compiled.success());
-    let cached = std::fs::read_dir(runtime.path().join("__pycache__"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let pyc = runtime.path().join("bootstrap.pyc");
-    std::fs::rename(cached, &pyc).unwrap();
-    let source = std::fs::read(runtime.path().join("bootstrap.py")).unwrap();
+    let sources = FILES.map(|f| std::fs::read(dir.join(f)).unwrap());
     let code = app_dir();
-
-    // Bytecode present: the source is not even read.
-    std::fs::write(runtime.path().join("bootstrap.py"), "raise SystemExit(9)\n").unwrap();
-    let mut py = Python::start_from(runtime.path(), "app.ok", code.path(), &[]);
-    assert_eq!(py.rt.wait_message(WAIT).unwrap(), RuntimeMessage::InitOk);
-    assert_eq!(result_json(py.invoke(1, b"{}"), 1)["request_id"], "1");
-
-    // Another Python's bytecode (its magic number differs): the source.
-    std::fs::write(runtime.path().join("bootstrap.py"), &source).unwrap();
-    let mut bytes = std::fs::read(&pyc).unwrap();
-    bytes[0] ^= 0xff;
-    std::fs::write(&pyc, &bytes).unwrap();
-    let mut py = Python::start_from(runtime.path(), "app.boom", code.path(), &[]);
-    assert_eq!(py.rt.wait_message(WAIT).unwrap(), RuntimeMessage::InitOk);
-    let RuntimeMessage::Error { body, .. } = py.invoke(3, b"7") else {
-        panic!("expected an error");
+    let boom = |py: &mut Python, id: u64| {
+        let (kind, message, _) = match py.invoke(id, b"7") {
+            RuntimeMessage::Error { body, .. } => parse_function_error(&body),
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert_eq!(
+            (kind.as_str(), message.as_str()),
+            ("ValueError", "bad input: 7")
+        );
     };
-    assert!(String::from_utf8_lossy(&body).contains("bad input: 7"));
 
-    // No bytecode: the source.
-    std::fs::remove_file(&pyc).unwrap();
-    let mut py = Python::start_from(runtime.path(), "app.ok", code.path(), &[]);
+    // Bytecode present: the sources are not even read (an error report
+    // needs lambda_support).
+    for name in FILES {
+        std::fs::write(dir.join(name), "raise SystemExit(9)\n").unwrap();
+    }
+    let mut py = Python::start_from(dir, "app.boom", code.path(), &[]);
     assert_eq!(py.rt.wait_message(WAIT).unwrap(), RuntimeMessage::InitOk);
-    assert_eq!(result_json(py.invoke(4, b"{}"), 4)["request_id"], "4");
+    boom(&mut py, 1);
+
+    // Another Python's bytecode (its magic number differs): the sources.
+    for (name, source) in FILES.iter().zip(&sources) {
+        std::fs::write(dir.join(name), source).unwrap();
+        let pyc = dir.join(format!("{name}c"));
+        let mut bytes = std::fs::read(&pyc).unwrap();
+        bytes[0] ^= 0xff;
+        std::fs::write(&pyc, &bytes).unwrap();
+    }
+    let mut py = Python::start_from(dir, "app.boom", code.path(), &[]);
+    assert_eq!(py.rt.wait_message(WAIT).unwrap(), RuntimeMessage::InitOk);
+    boom(&mut py, 2);
+
+    // No bytecode: the sources.
+    for name in FILES {
+        std::fs::remove_file(dir.join(format!("{name}c"))).unwrap();
+    }
+    let mut py = Python::start_from(dir, "app.boom", code.path(), &[]);
+    assert_eq!(py.rt.wait_message(WAIT).unwrap(), RuntimeMessage::InitOk);
+    boom(&mut py, 3);
 }

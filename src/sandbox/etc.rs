@@ -66,12 +66,14 @@ const PYTHON_FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Compiles `DIR/bootstrap.py` to `DIR/bootstrap.pyc` (argv: DIR, then the
-/// directory sandboxes see it in, for the paths in its frames).
-const PRECOMPILE: &str = "import py_compile, sys; d, seen = sys.argv[1:]; \
-    py_compile.compile(d + '/bootstrap.py', cfile=d + '/bootstrap.pyc', \
-    dfile=seen + '/bootstrap.py', doraise=True, \
-    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)";
+/// The python files compiled to bytecode when the daemon starts.
+const PRECOMPILED: [&str; 2] = ["bootstrap.py", "lambda_support.py"];
+
+/// Compiles each `DIR/NAME` to `DIR/NAMEc` (argv: DIR, the directory
+/// sandboxes see it in, for the paths in its frames, then the names).
+const PRECOMPILE: &str = "import py_compile, sys; d, seen, *names = sys.argv[1:]; \
+    [py_compile.compile(f'{d}/{n}', cfile=f'{d}/{n}c', dfile=f'{seen}/{n}', doraise=True, \
+    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH) for n in names]";
 
 /// Paths of the prepared tree.
 #[derive(Debug, Clone)]
@@ -173,9 +175,9 @@ fn write_runtime(kind: RuntimeKind, dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Compile the python runtime's bootstrap once, with the host's python, so
-/// that sandboxes run its bytecode rather than compile it on every start
-/// (start.py). Without it (no python here, or it failed) they compile the
+/// Compile the python runtime once, with the host's python, so that
+/// sandboxes run its bytecode rather than compile it on every start
+/// (start.py's `code_of`). Without it (no python here, or it failed) they compile the
 /// source: slower, not wrong, so a failure is only a warning.
 fn precompile_python(dir: &Path) {
     if let Err(reason) = try_precompile_python(dir) {
@@ -189,6 +191,7 @@ fn try_precompile_python(dir: &Path) -> Result<(), String> {
         .args(["-I", "-c", PRECOMPILE])
         .arg(dir)
         .arg(&seen)
+        .args(PRECOMPILED)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("running python: {e}"))?;
@@ -197,8 +200,12 @@ fn try_precompile_python(dir: &Path) -> Result<(), String> {
         return Err(format!("{}: {}", out.status, stderr.trim()));
     }
     // Readable by every sandbox whatever this process's umask.
-    fs::set_permissions(dir.join("bootstrap.pyc"), fs::Permissions::from_mode(0o644))
-        .map_err(|e| format!("chmod bootstrap.pyc: {e}"))
+    for name in PRECOMPILED {
+        let compiled = dir.join(format!("{name}c"));
+        fs::set_permissions(&compiled, fs::Permissions::from_mode(0o644))
+            .map_err(|e| format!("chmod {}: {e}", compiled.display()))?;
+    }
+    Ok(())
 }
 
 /// Copy a regular file (mode 0644) or recreate a symlink; absent is fine.
@@ -308,7 +315,7 @@ mod tests {
             .runtime(RuntimeKind::Python)
             .join("bootstrap.py")
             .is_file());
-        for name in ["start.py", "lambda_support.py", "bootstrap.pyc"] {
+        for name in ["start.py", "bootstrap.pyc", "lambda_support.pyc"] {
             assert!(layout.runtime(RuntimeKind::Python).join(name).is_file());
         }
         assert!(layout.runtime(RuntimeKind::Native).is_dir());
