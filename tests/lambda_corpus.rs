@@ -150,6 +150,12 @@ fn lambda_log_line(line: &str) -> (String, String, String) {
 fn calculator_logs_and_fails_as_lambda(backend: &str) {
     let daemon = Daemon::start(backend);
     let client = daemon.client();
+    // The daemon compiled the runtime once for every sandbox to run.
+    let runtime = daemon.state.join("rootfs/runtimes/python");
+    for compiled in ["bootstrap.pyc", "lambda_support.pyc"] {
+        assert!(runtime.join(compiled).is_file(), "{compiled}");
+    }
+    assert!(!daemon.log().contains("precompiling"), "{}", daemon.log());
     deploy(
         &client,
         "calc",
