@@ -1,7 +1,8 @@
 """sprout's Python runtime: runs `handler(event, context)` functions, a
 drop-in for AWS Lambda's Python runtime.
 
-Started inside a sandbox as `/usr/bin/python3 -I /var/runtime/bootstrap.py`
+Started inside a sandbox by `/usr/bin/python3 -I /var/runtime/start.py`
+(which runs this file's bytecode, compiled by the daemon, as `__main__`)
 with the ring memfd at fd 3, the request doorbell at fd 4, the response
 doorbell at fd 5 and the control socket at fd 6 (runtimes/README.md is the
 contract this file implements). Pure standard library; what only some
