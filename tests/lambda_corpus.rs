@@ -13,6 +13,10 @@ use common::*;
 use serde_json::{json, Value};
 use sprout::client::{Client, InvokeOptions};
 use sprout::protocol::{CallerContext, DeploySpec, ErrorBody, ErrorKind, InvokeResponse};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use zip::write::SimpleFileOptions;
+use zip::ZipWriter;
 
 on_both_backends!(
     calculator_logs_and_fails_as_lambda,
@@ -239,22 +243,62 @@ fn files_beside_the_handler(backend: &str) {
 }
 
 /// A `#!/bin/sh` script run by its path beside the module, one run by
-/// name from the task root put on PATH: both with their 0755 mode.
+/// name from the task root put on PATH: both with their 0755 mode, from
+/// the directory and from the same package zipped (`zip -r` keeps modes).
 fn shipped_executables_run(backend: &str) {
+    let zipped = tempfile::Builder::new()
+        .prefix("sprout-corpus-")
+        .tempdir()
+        .unwrap();
+    let package = zipped.path().join("function.zip");
+    zip_dir(&corpus("shipped-executable"), &package);
+
     let daemon = Daemon::start(backend);
     let client = daemon.client();
-    deploy(
-        &client,
-        "exec",
-        &corpus("shipped-executable"),
-        "lambda_function.lambda_handler",
-    );
+    let handler = "lambda_function.lambda_handler";
+    deploy(&client, "exec", &corpus("shipped-executable"), handler);
+    deploy(&client, "exec-zip", &package, handler);
     let payload = br#"{"text": "the quick brown fox\njumps over\n the lazy dog", "name": "Ada"}"#;
-    let response = client.invoke("exec", payload).unwrap();
-    assert_eq!(
-        ok(&daemon, response),
-        json!({"words": 9, "greeting": "Hello, Ada! (from /var/task)"})
-    );
+    for name in ["exec", "exec-zip"] {
+        let response = client.invoke(name, payload).unwrap();
+        assert_eq!(
+            ok(&daemon, response),
+            json!({"words": 9, "greeting": "Hello, Ada! (from /var/task)"}),
+            "{name}"
+        );
+    }
+}
+
+/// `dir` as a zip at `out`, each file with its mode, as `zip -r` makes one.
+fn zip_dir(dir: &Path, out: &Path) {
+    fn add(zip: &mut ZipWriter<std::fs::File>, root: &Path, dir: &Path) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let meta = std::fs::metadata(&path).unwrap();
+            let options =
+                SimpleFileOptions::default().unix_permissions(meta.permissions().mode() & 0o777);
+            if meta.is_dir() {
+                zip.add_directory(name, options).unwrap();
+                add(zip, root, &path);
+            } else {
+                zip.start_file(name, options).unwrap();
+                zip.write_all(&std::fs::read(&path).unwrap()).unwrap();
+            }
+        }
+    }
+    let mut zip = ZipWriter::new(std::fs::File::create(out).unwrap());
+    add(&mut zip, dir, dir);
+    zip.finish().unwrap();
 }
 
 /// A real program (the host's sha256sum) shipped mode 0644, copied to
