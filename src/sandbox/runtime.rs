@@ -26,15 +26,14 @@ use super::confine::{ConfineError, Step};
 use super::reaper::SIGNALED_EXIT_BASE;
 use super::rootfs::RUNTIME_MOUNT;
 use super::{seccomp, Assignment, RuntimeKind};
-use crate::lambda::env::RUNTIME_API;
+// The function's code is mounted at TASK_ROOT before the assignment
+// arrives: the runtime's working directory.
+use crate::lambda::env::{RUNTIME_API, TASK_ROOT};
 use crate::runtime_api;
 use crate::sys::fd::dup_inherited;
 use crate::sys::process::{self, Argv};
 
 const PYTHON: &CStr = c"/usr/bin/python3";
-/// The function's code (Lambda's `LAMBDA_TASK_ROOT`), mounted before the
-/// assignment arrives: the runtime's working directory.
-pub const TASK_ROOT: &str = "/var/task";
 
 /// Start the runtime; returns only on failure.
 pub fn start(config: &InitConfig, env: Vec<String>) -> ConfineError {
