@@ -36,7 +36,7 @@ pub const HOST_DIRS: &[&str] = &["usr", "lib", "lib64", "lib32", "libx32", "bin"
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom"];
 
 /// Where the runtime's files appear inside the sandbox (Lambda's
-/// `LAMBDA_RUNTIME_DIR`).
+/// `LAMBDA_RUNTIME_DIR`), relative to the root.
 pub const RUNTIME_MOUNT: &str = "var/runtime";
 
 const OLD_ROOT: &str = ".oldroot";
@@ -309,4 +309,15 @@ fn mkdir_all(path: &Path) -> io::Result<()> {
         .recursive(true)
         .mode(0o755)
         .create(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_runtime_is_where_lambda_says() {
+        assert_eq!(
+            format!("/{}", super::RUNTIME_MOUNT),
+            crate::lambda::env::RUNTIME_DIR
+        );
+    }
 }

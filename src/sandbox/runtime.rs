@@ -27,15 +27,14 @@ use super::confine::{ConfineError, Step};
 use super::reaper::SIGNALED_EXIT_BASE;
 use super::rootfs::RUNTIME_MOUNT;
 use super::{seccomp, Assignment, RuntimeKind};
-use crate::lambda::env::RUNTIME_API;
+// The function's code is mounted at TASK_ROOT before the assignment
+// arrives: the runtime's working directory.
+use crate::lambda::env::{RUNTIME_API, TASK_ROOT};
 use crate::runtime_api;
 use crate::sys::fd::dup_inherited;
 use crate::sys::process::{self, Argv};
 
 pub(super) const PYTHON: &CStr = c"/usr/bin/python3";
-/// The function's code (Lambda's `LAMBDA_TASK_ROOT`), mounted before the
-/// assignment arrives: the runtime's working directory.
-pub const TASK_ROOT: &str = "/var/task";
 
 /// Start the runtime; returns only on failure.
 pub fn start(config: &InitConfig, env: Vec<String>) -> ConfineError {
@@ -90,6 +89,12 @@ fn serve_provided(config: &InitConfig, env: Vec<String>) -> Result<Never, Confin
     // Bound before READY: a bootstrap can connect as soon as it runs.
     let listener = std::net::TcpListener::bind(RUNTIME_API)
         .map_err(|e| ready(&format!("bind the Runtime API on {RUNTIME_API}"), e))?;
+    // The bootstrap's process is forked before READY too: a pooled
+    // sandbox is ready up to the exec.
+    let argv = make_argv(&["bootstrap"])?;
+    let cwd = std::ffi::CString::new(TASK_ROOT).expect("no NUL in the path");
+    let waiting = process::fork_waiting(&cwd, &BOOTSTRAPS, &argv)
+        .map_err(|e| ready("fork the bootstrap's process", e))?;
     let mut ring = crate::ring::RuntimeRing::open_inherited().map_err(|e| {
         ready(
             "map the inherited ring",
@@ -105,10 +110,7 @@ fn serve_provided(config: &InitConfig, env: Vec<String>) -> Result<Never, Confin
     let env = assignment.runtime_env(env);
     let region = env.iter().find_map(|e| e.strip_prefix("AWS_REGION="));
     let function = runtime_api::Function::new(&assignment.function, region);
-    let argv = make_argv(&["bootstrap"])?;
-    let envp = make_argv(&env)?;
-    let cwd = std::ffi::CString::new(TASK_ROOT).expect("no NUL in the path");
-    let child = process::spawn_program(&cwd, &BOOTSTRAPS, &argv, &envp).map_err(|e| {
+    let child = waiting.start(&env).map_err(|e| {
         ConfineError::new(
             Step::Exec,
             format!("start the bootstrap of {}", assignment.function),

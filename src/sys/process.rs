@@ -280,20 +280,74 @@ pub const SPAWN_CHDIR_FAILED: i32 = 126;
 /// ENOENT is skipped). Returns its pid and a pidfd. The child ends with
 /// [`SPAWN_CHDIR_FAILED`] or [`SPAWN_EXEC_FAILED`] (after writing why to
 /// stderr) when it cannot start.
-pub fn spawn_program(
+pub fn spawn_program<S: AsRef<str>>(
     cwd: &CStr,
     programs: &[&CStr],
     argv: &Argv,
-    envp: &Argv,
+    envp: &[S],
 ) -> io::Result<Child> {
+    fork_waiting(cwd, programs, argv)?.start(envp)
+}
+
+/// [`spawn_program`] in two steps: the fork now, the exec once
+/// [`WaitingChild::start`] gives the environment. Until then the child
+/// waits on a pipe; when the pipe closes without one (the parent went
+/// away), it exits 0.
+pub fn fork_waiting(cwd: &CStr, programs: &[&CStr], argv: &Argv) -> io::Result<WaitingChild> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let Some(pid) = fork_single_threaded()? else {
-        let code = exec_first(cwd, programs, argv, envp);
+        drop(write);
+        let code = match read_to_end(read) {
+            Ok(env) if env.is_empty() => 0,
+            Ok(env) => {
+                let vars: Vec<&str> = env
+                    .split(|&b| b == 0)
+                    .filter_map(|v| std::str::from_utf8(v).ok())
+                    .collect();
+                match Argv::new(&vars) {
+                    Ok(envp) => exec_first(cwd, programs, argv, &envp),
+                    Err(_) => SPAWN_EXEC_FAILED,
+                }
+            }
+            Err(_) => SPAWN_EXEC_FAILED,
+        };
         // SAFETY: ends the child without running the parent's
         // destructors or atexit handlers.
         unsafe { libc::_exit(code) }
     };
+    drop(read);
     let pidfd = pidfd_open(pid)?;
-    Ok(Child { pid, pidfd })
+    Ok(WaitingChild {
+        child: Child { pid, pidfd },
+        start: write,
+    })
+}
+
+/// A child from [`fork_waiting`], waiting for its environment.
+pub struct WaitingChild {
+    pub child: Child,
+    start: OwnedFd,
+}
+
+impl WaitingChild {
+    /// Exec the program with `envp` (`KEY=value` strings, without NULs).
+    pub fn start<S: AsRef<str>>(self, envp: &[S]) -> io::Result<Child> {
+        let mut bytes = Vec::new();
+        for var in envp {
+            bytes.extend_from_slice(var.as_ref().as_bytes());
+            bytes.push(0);
+        }
+        let mut pipe = std::fs::File::from(self.start);
+        std::io::Write::write_all(&mut pipe, &bytes)?;
+        drop(pipe);
+        Ok(self.child)
+    }
+}
+
+fn read_to_end(fd: OwnedFd) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)?;
+    Ok(bytes)
 }
 
 /// The child's side of [`spawn_program`]; returns only on failure. It
@@ -580,7 +634,7 @@ mod tests {
     #[test]
     fn spawn_program_runs_the_first_that_exists_in_its_directory() {
         let argv = Argv::new(&["sh", "-c", "test \"$(pwd)\" = /tmp && exit 7"]).unwrap();
-        let envp = Argv::new(&["PATH=/usr/bin:/bin"]).unwrap();
+        let envp = ["PATH=/usr/bin:/bin"];
         let child =
             spawn_program(c"/tmp", &[c"/nonexistent/sh", c"/bin/sh"], &argv, &envp).unwrap();
         let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
@@ -592,6 +646,21 @@ mod tests {
         let child = spawn_program(c"/nonexistent", &[c"/bin/sh"], &argv, &envp).unwrap();
         let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
         assert_eq!(status, Some(ExitStatus::Exited(SPAWN_CHDIR_FAILED)));
+    }
+
+    #[test]
+    fn a_waiting_child_execs_with_the_environment_it_is_given_or_exits() {
+        let argv = Argv::new(&["sh", "-c", "exit $CODE"]).unwrap();
+        let waiting = fork_waiting(c"/", &[c"/bin/sh"], &argv).unwrap();
+        let child = waiting.start(&["CODE=9"]).unwrap();
+        let status = pidfd_wait(child.pidfd.as_fd(), false).unwrap();
+        assert_eq!(status, Some(ExitStatus::Exited(9)));
+        // Its parent gave up before the exec: it ends quietly.
+        let waiting = fork_waiting(c"/", &[c"/bin/sh"], &argv).unwrap();
+        let pidfd = waiting.child.pidfd.try_clone().unwrap();
+        drop(waiting);
+        let status = pidfd_wait(pidfd.as_fd(), false).unwrap();
+        assert_eq!(status, Some(ExitStatus::Exited(0)));
     }
 
     #[test]

@@ -3,14 +3,18 @@
 //! what it does, so one binary covers every outcome the tests check:
 //! `echo` (the default), `fail` (a handler error), `crash` (the process
 //! dies mid-invocation), `sleep` (`ms` milliseconds), `big` (a result of
-//! `bytes` bytes). With `FAIL_INIT=1` in its environment it fails before
-//! it asks for work.
+//! `bytes` bytes). An event that is a JSON string comes back as it is (the
+//! latency benchmark's echo). With `FAIL_INIT=1` in its environment it
+//! fails before it asks for work.
 
 use lambda_runtime::{service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::{json, Value};
 
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let (payload, context) = event.into_parts();
+    if payload.is_string() {
+        return Ok(payload);
+    }
     match payload["op"].as_str().unwrap_or("echo") {
         // The error type Lambda reports is the Diagnostic's.
         "fail" => Err(Diagnostic {
