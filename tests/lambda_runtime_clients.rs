@@ -230,28 +230,7 @@ fn awslambdaric() {
 fn rust_code_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "lambda-rust"])
-            .current_dir(root)
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "building tests/functions/lambda-rust failed"
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let dir = scratch_dir("rust");
-        // Copied by a child process (see common::native_code_dir).
-        let copied = Command::new("cp")
-            .arg(target.join("debug/lambda-rust-bootstrap"))
-            .arg(dir.join("bootstrap"))
-            .status()
-            .unwrap();
-        assert!(copied.success());
-        dir
+        common::code_dir_of_binary("lambda-rust", "lambda-rust-bootstrap", "lambda-rust")
     })
     .clone()
 }

@@ -62,7 +62,7 @@ pub fn parse_function_error(body: &[u8]) -> (String, String, Option<String>) {
 }
 
 /// `s` cut to at most `max` bytes, on a char boundary.
-fn cut(s: &str, max: usize) -> &str {
+pub(crate) fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

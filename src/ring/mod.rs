@@ -37,6 +37,7 @@ use std::os::fd::BorrowedFd;
 pub use assignment::{
     recv_assignment, send_assignment, Assignment, AssignmentError, MAX_ASSIGNMENT,
 };
+pub(crate) use error_body::cut;
 pub use error_body::{function_error_body, parse_function_error, INVALID_ERROR};
 pub use host::{invoke_meta, HostRing, RuntimeEnd, RuntimeMessage, MAX_CALL_NAME};
 pub use runtime::{

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::http::{header_safe, Answer};
-use crate::ring::{function_error_body, Invoke};
+use crate::ring::{cut, function_error_body, Invoke};
 
 /// Longest error type kept from a runtime's header or trailer.
 const MAX_ERROR_TYPE: usize = 256;
@@ -163,17 +163,6 @@ fn clean_type(error_type: Option<&str>) -> String {
         .map(str::trim)
         .filter(|t| !t.is_empty() && header_safe(t));
     cut(t.unwrap_or("Unhandled"), MAX_ERROR_TYPE).to_owned()
-}
-
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

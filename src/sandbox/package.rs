@@ -27,10 +27,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::SandboxError;
-use crate::sys::mount::{
-    mount_setattr, move_mount_to, open_tree_at_cwd, AT_RECURSIVE, MOUNT_ATTR_NODEV,
-    MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE,
-};
+use crate::sys::mount::move_mount_to;
 
 /// Relative to STATE/rootfs (the init's working directory): the shared
 /// mount holding one directory per sandbox.
@@ -163,28 +160,14 @@ impl SandboxMounts {
 
     fn attach_tree(&mut self, name: &'static str, from: &Path) -> Result<(), SandboxError> {
         let target = self.dir.join(name);
-        let err = |source| SandboxError::PackageMount {
-            id: self.id,
-            what: format!(
-                "attach {} read-only on {}",
-                from.display(),
-                target.display()
-            ),
-            source,
-        };
-        let tree = open_tree_at_cwd(
-            &c_path(from).map_err(err)?,
-            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE as u32,
-        )
-        .map_err(err)?;
-        mount_setattr(
-            tree.as_fd(),
-            c"",
-            libc::AT_EMPTY_PATH as u32 | AT_RECURSIVE as u32,
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        )
-        .map_err(err)?;
-        move_mount_to(tree.as_fd(), &c_path(&target).map_err(err)?).map_err(err)?;
+        let tree = super::open_code_mount(from)?;
+        c_path(&target)
+            .and_then(|path| move_mount_to(tree.as_fd(), &path))
+            .map_err(|source| SandboxError::PackageMount {
+                id: self.id,
+                what: format!("attach {} on {}", from.display(), target.display()),
+                source,
+            })?;
         self.attached.push(name);
         Ok(())
     }

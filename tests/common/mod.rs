@@ -232,31 +232,35 @@ pub fn deploy_python(client: &Client, name: &str, handler: &str) -> FunctionInfo
 /// A code directory holding the hello-native `bootstrap`, built once.
 pub fn native_code_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "hello-native"])
-            .current_dir(root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building hello-native failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let dir = std::env::temp_dir().join(format!("sprout-native-code-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // Copied by a child process: a writable descriptor of the file in
-        // this test process could leak into a concurrent fork and make its
-        // exec fail with ETXTBSY.
-        let copied = Command::new("cp")
-            .arg(target.join("debug/bootstrap"))
-            .arg(dir.join("bootstrap"))
-            .status()
-            .unwrap();
-        assert!(copied.success());
-        dir
-    })
-    .clone()
+    DIR.get_or_init(|| code_dir_of_binary("hello-native", "bootstrap", "native"))
+        .clone()
+}
+
+/// `cargo build -p PACKAGE`, then a fresh code directory (named after
+/// `tag`) holding its binary `bin` as `bootstrap`.
+pub fn code_dir_of_binary(package: &str, bin: &str, tag: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", package])
+        .current_dir(root)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building {package} failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let dir = std::env::temp_dir().join(format!("sprout-{tag}-code-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Copied by a child process: a writable descriptor of the file in
+    // this test process could leak into a concurrent fork and make its
+    // exec fail with ETXTBSY.
+    let copied = Command::new("cp")
+        .arg(target.join("debug").join(bin))
+        .arg(dir.join("bootstrap"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    dir
 }
 
 pub fn native_spec(name: &str) -> DeploySpec {
