@@ -541,7 +541,44 @@ fn deploy_options_are_listed_and_kept(backend: &str) {
     assert_eq!(listed(&daemon), want, "kept across a restart");
 }
 
+/// Lambda's `AWS_LAMBDA_INITIALIZATION_TYPE`: a sandbox a pre-trigger
+/// started says `provisioned-concurrency`, one started for a waiting
+/// invocation `on-demand`.
+fn pretriggered_sandboxes_are_provisioned_concurrency(backend: &str) {
+    let daemon = Daemon::start(backend);
+    let client = daemon.client();
+    let keys = br#"{"keys": ["AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_FUNCTION_NAME"]}"#;
+    for name in ["provisioned", "ondemand"] {
+        client
+            .deploy(&python_spec(name, "app.environ"))
+            .expect("deploy");
+    }
+    client.pretrigger("provisioned", 1, Some(60)).unwrap();
+    wait_until(&daemon, "1 prepared sandbox", || {
+        fstats(&client, "provisioned").prepared == 1
+    });
+    let warm = client.invoke("provisioned", keys).unwrap();
+    assert!(!warm.cold, "served by the prepared sandbox");
+    assert_eq!(
+        result(&daemon, &warm),
+        serde_json::json!({
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency",
+            "AWS_LAMBDA_FUNCTION_NAME": "provisioned",
+        })
+    );
+    let cold = client.invoke("ondemand", keys).unwrap();
+    assert!(cold.cold);
+    assert_eq!(
+        result(&daemon, &cold),
+        serde_json::json!({
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_FUNCTION_NAME": "ondemand",
+        })
+    );
+}
+
 on_both_backends!(
+    pretriggered_sandboxes_are_provisioned_concurrency,
     burst_runs_on_exactly_concurrency_sandboxes,
     full_queue_throttles,
     pool_adapts_and_a_trickle_finds_the_pool,
