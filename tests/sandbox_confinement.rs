@@ -102,9 +102,9 @@ fn unique_instance(tag: &str) -> String {
 }
 
 /// The package of a function whose code is `code`: no layers, /tmp 512 MiB.
-fn package(code: &Path) -> Package<'_> {
+fn package(code: &Path) -> Package<'static> {
     Package {
-        code,
+        code: open_code_mount(code).expect("a read-only tree of the code"),
         layers: None,
         tmp_bytes: 512 << 20,
     }
@@ -268,7 +268,7 @@ fn python_sandbox_is_confined() {
     let mount = open_code_mount(code.path()).unwrap();
     sandbox
         .assign(
-            &package(code.path()),
+            package(code.path()),
             mount.as_fd(),
             &assignment("probe.handler"),
         )
@@ -600,7 +600,7 @@ fn native_sandbox_runs_hello() {
     let mount = open_code_mount(code.path()).unwrap();
     let assigned = Instant::now();
     sandbox
-        .assign(&package(code.path()), mount.as_fd(), &assignment("main"))
+        .assign(package(code.path()), mount.as_fd(), &assignment("main"))
         .unwrap();
     assert_eq!(
         next_message(&mut ring, &sandbox, READY_TIMEOUT),
@@ -680,7 +680,7 @@ fn the_reaper_reports_how_the_runtime_ended() {
         let mount = open_code_mount(code.path()).unwrap();
         sandbox
             .assign(
-                &package(code.path()),
+                package(code.path()),
                 mount.as_fd(),
                 &assignment("endings.handler"),
             )

@@ -1,5 +1,6 @@
 //! Invocations: accepted, queued, dispatched to a sandbox, answered.
 
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -600,12 +601,33 @@ impl Invocation {
 }
 
 impl FnState {
-    /// What a sandbox of this version mounts at /var/task, /opt and /tmp.
-    pub(super) fn package(&self) -> crate::sandbox::Package<'_> {
+    /// A read-only tree of the code for a sandbox's /var/task: the spare
+    /// one when there is one (see [`FnState::prepare_spare`]).
+    pub(super) fn code_tree(&mut self) -> Result<OwnedFd, crate::sandbox::SandboxError> {
+        match self.spare_code.take() {
+            Some(tree) => Ok(tree),
+            None => crate::sandbox::open_code_mount(&self.code_dir),
+        }
+    }
+
+    /// What a sandbox of this version mounts, with `code` at /var/task.
+    pub(super) fn package(&self, code: OwnedFd) -> crate::sandbox::Package<'_> {
         crate::sandbox::Package {
-            code: &self.code_dir,
+            code,
             layers: self.opt_dir.as_deref(),
             tmp_bytes: u64::from(self.function.ephemeral_storage_mb) << 20,
+        }
+    }
+
+    /// Clone the code's read-only tree for the next cold start ahead of
+    /// it: once a sandbox has its assignment, its runtime is busy loading,
+    /// and the daemon's time is free.
+    pub(super) fn prepare_spare(&mut self) {
+        if self.spare_code.is_none() {
+            match crate::sandbox::open_code_mount(&self.code_dir) {
+                Ok(tree) => self.spare_code = Some(tree),
+                Err(err) => tracing::warn!(function = %self.function.name, %err, "clone the code"),
+            }
         }
     }
 

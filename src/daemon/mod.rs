@@ -66,6 +66,9 @@ struct FnState {
     code: OwnedFd,
     /// The version's code directory, mounted at each sandbox's /var/task.
     code_dir: PathBuf,
+    /// A read-only tree of the code ready for the next sandbox's
+    /// /var/task.
+    spare_code: Option<OwnedFd>,
     /// The version's merged layers, mounted at each sandbox's /opt.
     opt_dir: Option<PathBuf>,
     queue: FunctionQueue,

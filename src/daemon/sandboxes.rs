@@ -97,7 +97,7 @@ impl Daemon {
 
     /// Hand a READY sandbox a function's code.
     fn assign(&mut self, sandbox: SandboxId, key: &FunctionKey) {
-        let Some(state) = self.functions.get(key) else {
+        let Some(state) = self.functions.get_mut(key) else {
             self.pool.kill(sandbox, KillReason::Retired);
             return;
         };
@@ -107,21 +107,22 @@ impl Daemon {
             InitType::OnDemand
         };
         let assignment = state.assignment(&self.config.region, sandbox, init_type);
-        let package = state.package();
         let Some(slot) = self.pool.get_mut(sandbox) else {
             return;
         };
         slot.function = Some(key.clone());
         slot.phase = Phase::Initializing;
-        if let Err(err) =
-            slot.sandbox
-                .assign(&package, std::os::fd::AsFd::as_fd(&state.code), &assignment)
-        {
+        let assigned = state.code_tree().and_then(|tree| {
+            let code = std::os::fd::AsFd::as_fd(&state.code);
+            slot.sandbox.assign(state.package(tree), code, &assignment)
+        });
+        if let Err(err) = assigned {
             if let Some(suppressed) = log_limit::admit() {
                 tracing::warn!(sandbox, suppressed, %err, "assignment failed");
             }
             self.pool.kill(sandbox, KillReason::RingViolation);
         }
+        state.prepare_spare();
     }
 
     /// Top the pool up toward its targets with tenant-neutral sandboxes,

@@ -143,6 +143,7 @@ impl Daemon {
                 function: Rc::new(function),
                 code,
                 code_dir,
+                spare_code: None,
                 opt_dir,
                 queue,
                 retired: false,

@@ -82,7 +82,7 @@ impl Sandbox {
     /// directory's descriptor. Never blocks. A sandbox is assigned once.
     pub fn assign(
         &mut self,
-        package: &Package<'_>,
+        package: Package<'_>,
         code: BorrowedFd<'_>,
         assignment: &Assignment,
     ) -> Result<(), SandboxError> {

@@ -11,15 +11,18 @@
 //! (`rootfs::bind_package_dirs`). Cloned into a less privileged user
 //! namespace, those binds are slaves of the daemon's shared mount. When the
 //! daemon assigns the sandbox a function ([`SandboxMounts::attach`]), it
-//! attaches a read-only clone of the code (and layers) and a fresh tmpfs
-//! under the sandbox's directory; the kernel copies each mount into the
-//! sandbox, locked (it came from a more privileged namespace), before the
-//! assignment message is sent.
+//! attaches a read-only clone of the code (and layers) under the sandbox's
+//! directory; the kernel copies each mount into the sandbox, locked (it
+//! came from a more privileged namespace), before the assignment message
+//! is sent. The /tmp tmpfs is mounted when the sandbox is created, at
+//! Lambda's default size, and only resized at assignment when the
+//! function asks for another: a cold start attaches one mount, or two
+//! with layers.
 
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -38,10 +41,11 @@ pub const MOUNTS: &str = "mounts";
 pub const PACKAGE_DIRS: [(&str, &str); 3] = [("task", "var/task"), ("opt", "opt"), ("tmp", "tmp")];
 
 /// The function's files a sandbox is given with its assignment.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Package<'a> {
-    /// The version's code, mounted read-only at `/var/task`.
-    pub code: &'a Path,
+    /// A detached read-only tree of the version's code (from
+    /// [`super::open_code_mount`]), attached at `/var/task`.
+    pub code: OwnedFd,
     /// The version's merged layers, mounted read-only at `/opt` (an empty
     /// directory without layers).
     pub layers: Option<&'a Path>,
@@ -52,6 +56,9 @@ pub struct Package<'a> {
 /// Inodes of `/tmp` per MiB of its size (64 KiB per inode on average; a
 /// 512 MiB /tmp holds 32768 files).
 const TMP_INODES_PER_MIB: u64 = 64;
+
+/// The /tmp a sandbox is created with: Lambda's default ephemeral storage.
+pub const CREATED_TMP_BYTES: u64 = 512 << 20;
 
 /// The daemon's side: STATE/rootfs/mounts, shared, in the daemon's own
 /// mount namespace.
@@ -113,7 +120,7 @@ impl PackageMounts {
 
     /// Sandbox `id`'s empty mount points, before it is cloned.
     pub(super) fn create(&self, id: u64) -> Result<SandboxMounts, SandboxError> {
-        let mounts = SandboxMounts {
+        let mut mounts = SandboxMounts {
             id,
             dir: self.root.join(id.to_string()),
             attached: Vec::new(),
@@ -128,6 +135,7 @@ impl PackageMounts {
             what: "create the mount points".into(),
             source,
         })?;
+        mounts.mount_tmp(CREATED_TMP_BYTES)?;
         Ok(mounts)
     }
 }
@@ -149,30 +157,46 @@ pub(super) struct SandboxMounts {
 impl SandboxMounts {
     /// Attach `package` under the sandbox's directory: the code and layers
     /// as read-only, nosuid, nodev clones (read-only before they are
-    /// attached, so no copy is ever writable) and a fresh tmpfs.
-    pub(super) fn attach(&mut self, package: &Package<'_>) -> Result<(), SandboxError> {
-        self.attach_tree("task", package.code)?;
+    /// attached, so no copy is ever writable), and /tmp resized when the
+    /// function wants another size than it was created with.
+    pub(super) fn attach(&mut self, package: Package<'_>) -> Result<(), SandboxError> {
+        self.attach_tree("task", &package.code, "the code")?;
         if let Some(layers) = package.layers {
-            self.attach_tree("opt", layers)?;
+            let tree = super::open_code_mount(layers)?;
+            self.attach_tree("opt", &tree, "the layers")?;
         }
-        self.attach_tmp(package.tmp_bytes)
+        if package.tmp_bytes != CREATED_TMP_BYTES {
+            self.tmpfs(package.tmp_bytes, MsFlags::MS_REMOUNT)?;
+        }
+        Ok(())
     }
 
-    fn attach_tree(&mut self, name: &'static str, from: &Path) -> Result<(), SandboxError> {
+    fn attach_tree(
+        &mut self,
+        name: &'static str,
+        tree: &OwnedFd,
+        what: &str,
+    ) -> Result<(), SandboxError> {
         let target = self.dir.join(name);
-        let tree = super::open_code_mount(from)?;
         c_path(&target)
             .and_then(|path| move_mount_to(tree.as_fd(), &path))
             .map_err(|source| SandboxError::PackageMount {
                 id: self.id,
-                what: format!("attach {} on {}", from.display(), target.display()),
+                what: format!("attach {what} on {}", target.display()),
                 source,
             })?;
         self.attached.push(name);
         Ok(())
     }
 
-    fn attach_tmp(&mut self, bytes: u64) -> Result<(), SandboxError> {
+    fn mount_tmp(&mut self, bytes: u64) -> Result<(), SandboxError> {
+        self.tmpfs(bytes, MsFlags::empty())?;
+        self.attached.push("tmp");
+        Ok(())
+    }
+
+    /// Mount (or, with `MS_REMOUNT`, resize) the sandbox's /tmp tmpfs.
+    fn tmpfs(&self, bytes: u64, remount: MsFlags) -> Result<(), SandboxError> {
         let target = self.dir.join("tmp");
         let inodes = (bytes >> 20).max(1) * TMP_INODES_PER_MIB;
         let options = format!("size={bytes},nr_inodes={inodes},mode=1777");
@@ -180,16 +204,14 @@ impl SandboxMounts {
             Some("tmpfs"),
             &target,
             Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            remount | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some(options.as_str()),
         )
         .map_err(|e| SandboxError::PackageMount {
             id: self.id,
             what: format!("mount tmpfs ({options}) on {}", target.display()),
             source: e.into(),
-        })?;
-        self.attached.push("tmp");
-        Ok(())
+        })
     }
 }
 

@@ -83,9 +83,10 @@ fn make_private(target: &Path) -> nix::Result<()> {
 }
 
 /// Bind the sandbox's package directories (STATE/rootfs/mounts/ID/...) on
-/// /var/task, /opt and /tmp: read-only, empty until the daemon attaches the
+/// /var/task and /opt: read-only, empty until the daemon attaches the
 /// function's mounts under them, which then propagate here (these binds
-/// stay slaves of the daemon's shared mount, unlike every other bind).
+/// stay slaves of the daemon's shared mount, unlike every other bind);
+/// and on /tmp the tmpfs the daemon mounted there before the clone.
 fn bind_package_dirs(root: &Path, dir: &Path) -> Result<(), ConfineError> {
     for (name, at) in PACKAGE_DIRS {
         let source = dir.join(name);
@@ -106,10 +107,11 @@ fn bind_package_dirs(root: &Path, dir: &Path) -> Result<(), ConfineError> {
             None::<&str>,
         )
         .map_err(|e| ConfineError::new(Step::MountPackage, what(), e.into()))?;
+        let read_only = if name == "tmp" { 0 } else { MOUNT_ATTR_RDONLY };
         set_attr(
             &target,
             false,
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            read_only | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         )
         .map_err(|e| ConfineError::new(Step::MountPackage, what(), e))?;
     }
