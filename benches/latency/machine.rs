@@ -173,7 +173,7 @@ pub fn targets(r: &Results) -> Value {
     check(
         format!(
             "cold start from the pool, python, no slower than before the Lambda work \
-             ({PYTHON_POOLED_BEFORE_US} us at p50, README's run of 2026-11-23)"
+             ({PYTHON_POOLED_BEFORE_US} us at p50 at commit 0054588)"
         ),
         r.cold_pool_p50(Runtime::Python),
         Some(PYTHON_POOLED_BEFORE_US),
@@ -182,5 +182,7 @@ pub fn targets(r: &Results) -> Value {
 }
 
 /// The pooled python cold start at p50 before /var/task, /opt and /tmp
-/// were mounted at assignment (the full run of 2026-11-23 at 27624f4).
+/// were mounted at assignment: 1.62 ms in the full run of 2026-11-23 at
+/// 27624f4, and 1.62 ms again in a full run of 2026-12-05 at 0054588 on
+/// the machine README's current figures come from.
 const PYTHON_POOLED_BEFORE_US: f64 = 1620.0;
