@@ -620,8 +620,8 @@ impl FnState {
     }
 
     /// Clone the code's read-only tree for the next cold start ahead of
-    /// it: once a sandbox has its assignment, its runtime is busy loading,
-    /// and the daemon's time is free.
+    /// it: at deploy, and each time a sandbox has its assignment (its
+    /// runtime is busy loading then, and the daemon's time is free).
     pub(super) fn prepare_spare(&mut self) {
         if self.spare_code.is_none() {
             match crate::sandbox::open_code_mount(&self.code_dir) {
@@ -652,6 +652,7 @@ impl FnState {
             assigned_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            library_dirs: &self.library_dirs,
         };
         crate::sandbox::Assignment {
             function: f.name.clone(),

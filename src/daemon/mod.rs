@@ -69,6 +69,9 @@ struct FnState {
     /// A read-only tree of the code ready for the next sandbox's
     /// /var/task.
     spare_code: Option<OwnedFd>,
+    /// Which of /var/task, /var/task/lib and /opt/lib can hold a library
+    /// (`LD_LIBRARY_PATH`).
+    library_dirs: Vec<&'static str>,
     /// The version's merged layers, mounted at each sandbox's /opt.
     opt_dir: Option<PathBuf>,
     queue: FunctionQueue,

@@ -137,18 +137,20 @@ impl Daemon {
             function.max_queue as usize,
             function.affinity_mode,
         );
-        self.functions.insert(
-            key,
-            FnState {
-                function: Rc::new(function),
-                code,
-                code_dir,
-                spare_code: None,
-                opt_dir,
-                queue,
-                retired: false,
-            },
-        );
+        let library_dirs = crate::lambda::env::package_library_dirs(&code_dir, opt_dir.as_deref());
+        let mut state = FnState {
+            function: Rc::new(function),
+            code,
+            code_dir,
+            spare_code: None,
+            library_dirs,
+            opt_dir,
+            queue,
+            retired: false,
+        };
+        // The first cold start finds its code's tree ready too.
+        state.prepare_spare();
+        self.functions.insert(key, state);
         Ok(())
     }
 }

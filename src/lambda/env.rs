@@ -2,6 +2,8 @@
 //! them, and the names a function may not override.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
 
 use crate::sandbox::RuntimeKind;
 
@@ -78,6 +80,8 @@ pub struct SandboxIdentity<'a> {
     /// Seconds since the epoch when the sandbox was assigned (the date in
     /// its log stream's name).
     pub assigned_unix: u64,
+    /// Its package's library directories ([`package_library_dirs`]).
+    pub library_dirs: &'a [&'static str],
 }
 
 /// The function's ARN, as Lambda spells it.
@@ -121,16 +125,77 @@ pub fn environment(
     set("TZ", ":UTC".to_owned());
     set("LANG", "C.UTF-8".to_owned());
     set("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".to_owned());
-    set(
-        "LD_LIBRARY_PATH",
-        format!("{TASK_ROOT}:{TASK_ROOT}/lib:/opt/lib"),
-    );
+    if let Some(path) = library_path(who.library_dirs) {
+        set("LD_LIBRARY_PATH", path);
+    }
     for (key, value) in user {
         if !is_reserved(key) {
             env.insert(key.clone(), value.clone());
         }
     }
     env
+}
+
+/// The directories of a function's package that can hold a shared
+/// library for it, in Lambda's order: `/var/task` when its top level holds
+/// one, `/var/task/lib`, `/opt/lib` (from `code` and `layers`, the
+/// version's directories on the host; both are read-only in the sandbox,
+/// so what is found now holds for the version's life).
+pub fn package_library_dirs(code: &Path, layers: Option<&Path>) -> Vec<&'static str> {
+    let holds_library = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".so") || name.contains(".so.")
+            })
+        })
+    };
+    let mut dirs = Vec::new();
+    if holds_library(code) {
+        dirs.push(TASK_ROOT);
+    }
+    if code.join("lib").is_dir() {
+        dirs.push("/var/task/lib");
+    }
+    if layers.is_some_and(|l| l.join("lib").is_dir()) {
+        dirs.push("/opt/lib");
+    }
+    dirs
+}
+
+/// `LD_LIBRARY_PATH` for a package whose library directories are `dirs`
+/// ([`package_library_dirs`]), as Lambda orders it: the system's library
+/// directories first (Lambda's `/lib64:/usr/lib64`; on the host root the
+/// sandboxes are built from, the one that holds its libc), then the
+/// package's. None when the package has none: every directory on the path
+/// costs each exec in the sandbox a failed lookup of each of its
+/// subdirectories the dynamic loader tries (tens of system calls, a tenth
+/// of a millisecond on a cold start), and a library can only be found in a
+/// directory that holds one.
+pub fn library_path(dirs: &[&str]) -> Option<String> {
+    static SYSTEM: OnceLock<Option<String>> = OnceLock::new();
+    if dirs.is_empty() {
+        return None;
+    }
+    let system = SYSTEM.get_or_init(|| {
+        let arch = std::env::consts::ARCH;
+        [
+            "/lib64".to_owned(),
+            "/usr/lib64".to_owned(),
+            format!("/usr/lib/{arch}-linux-gnu"),
+        ]
+        .into_iter()
+        .find(|dir| Path::new(dir).join("libc.so.6").exists())
+    });
+    Some(
+        system
+            .iter()
+            .map(String::as_str)
+            .chain(dirs.iter().copied())
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
 }
 
 /// `YYYY/MM/DD/[VERSION]<32 hex>`, unique per sandbox as on Lambda.
@@ -185,6 +250,7 @@ mod tests {
             sandbox: 0x2a,
             init_type: InitType::Provisioned,
             assigned_unix: 1_764_892_800, // 2025-12-05T00:00:00Z
+            library_dirs: &["/var/task/lib", "/opt/lib"],
         }
     }
 
@@ -215,9 +281,12 @@ mod tests {
         assert_eq!(get("LAMBDA_RUNTIME_DIR"), Some("/var/runtime"));
         assert_eq!(get("TZ"), Some(":UTC"));
         assert_eq!(get("PATH"), Some("/usr/local/bin:/usr/bin:/bin:/opt/bin"));
-        assert_eq!(
-            get("LD_LIBRARY_PATH"),
-            Some("/var/task:/var/task/lib:/opt/lib")
+        let libs = get("LD_LIBRARY_PATH").unwrap();
+        assert!(libs.ends_with(":/var/task/lib:/opt/lib"), "{libs}");
+        let system = libs.split(':').next().unwrap();
+        assert!(
+            Path::new(system).join("libc.so.6").exists(),
+            "{libs}: the system's libraries come first"
         );
         assert_eq!(get("AWS_EXECUTION_ENV"), None, "native brings its own");
         for secret in [
@@ -227,6 +296,37 @@ mod tests {
         ] {
             assert_eq!(get(secret), None, "no credentials are invented");
         }
+    }
+
+    #[test]
+    fn a_package_without_libraries_gets_no_library_path() {
+        let who = SandboxIdentity {
+            library_dirs: &[],
+            ..who()
+        };
+        assert_eq!(
+            environment(&who, &BTreeMap::new()).get("LD_LIBRARY_PATH"),
+            None
+        );
+    }
+
+    #[test]
+    fn library_dirs_are_those_that_can_hold_one() {
+        let code = tempfile::tempdir().unwrap();
+        let layers = tempfile::tempdir().unwrap();
+        std::fs::write(code.path().join("app.py"), "").unwrap();
+        assert!(package_library_dirs(code.path(), Some(layers.path())).is_empty());
+        std::fs::write(code.path().join("libfoo.so.1"), "").unwrap();
+        std::fs::create_dir(code.path().join("lib")).unwrap();
+        std::fs::create_dir(layers.path().join("lib")).unwrap();
+        assert_eq!(
+            package_library_dirs(code.path(), Some(layers.path())),
+            ["/var/task", "/var/task/lib", "/opt/lib"]
+        );
+        assert_eq!(
+            package_library_dirs(code.path(), None),
+            ["/var/task", "/var/task/lib"]
+        );
     }
 
     #[test]
