@@ -420,10 +420,11 @@ fn check_report(report: &Value, sandbox: &Sandbox) {
     let environ: BTreeMap<String, String> =
         serde_json::from_value(report["environ"].clone()).unwrap();
     let keys: BTreeSet<&str> = environ.keys().map(String::as_str).collect();
+    // The sandbox starts with Lambda's variables that no function changes
+    // (this test's assignment carries none of the others).
+    let neutral = sprout::lambda::env::tenant_neutral(RuntimeKind::Python, "us-east-1");
     let expected: BTreeSet<&str> = [
         "SPROUT_RUNTIME",
-        "PATH",
-        "LANG",
         "HOME",
         "GREETING",
         "SPROUT_FUNCTION",
@@ -432,6 +433,7 @@ fn check_report(report: &Value, sandbox: &Sandbox) {
         "SPROUT_TIMEOUT_MS",
     ]
     .into_iter()
+    .chain(neutral.iter().map(|(key, _)| *key))
     .collect();
     assert!(
         keys.is_subset(
@@ -443,7 +445,8 @@ fn check_report(report: &Value, sandbox: &Sandbox) {
         "{environ:?}"
     );
     assert_eq!(environ["HOME"], "/tmp");
-    assert_eq!(environ["PATH"], "/usr/local/bin:/usr/bin:/bin");
+    assert_eq!(environ["PATH"], "/usr/local/bin:/usr/bin:/bin:/opt/bin");
+    assert_eq!(environ["AWS_REGION"], "us-east-1");
 }
 
 /// Every mount of the sandbox, by mount point; all read-only except /tmp,

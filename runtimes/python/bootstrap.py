@@ -460,7 +460,8 @@ def load_handler(assignment):
     handler, as Lambda's runtime does (same sys.path, messages, errors)."""
     env = os.environ
     for key, value in (assignment.get("env") or {}).items():
-        env[key] = value
+        if env.get(key) != value:  # the sandbox started with Lambda's fixed ones
+            env[key] = value
     env["SPROUT_FUNCTION"] = str(assignment["function"])
     env["SPROUT_FUNCTION_VERSION"] = str(assignment["version"])
     env["SPROUT_MEMORY_MB"] = str(assignment["memory_mb"])

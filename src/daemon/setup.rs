@@ -36,7 +36,8 @@ pub(super) fn start(config: DaemonConfig) -> anyhow::Result<Daemon> {
     let instance = instance_name(&state_dir);
     tracing::info!(state_dir = %state_dir.display(), instance, "starting");
 
-    let env = SandboxEnv::prepare(&state_dir, &instance).context("prepare sandboxes")?;
+    let mut env = SandboxEnv::prepare(&state_dir, &instance).context("prepare sandboxes")?;
+    env.set_region(&config.region);
     if config.favor_cgroup_moves {
         favor_cgroup_moves(&state_dir);
     }

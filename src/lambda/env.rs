@@ -101,10 +101,12 @@ pub fn environment(
     let mut set = |key: &str, value: String| {
         env.insert(key.to_owned(), value);
     };
+    for (key, value) in tenant_neutral(who.runtime, who.region) {
+        set(key, value);
+    }
     set("AWS_LAMBDA_FUNCTION_NAME", who.function.to_owned());
     set("AWS_LAMBDA_FUNCTION_VERSION", who.version.to_string());
     set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", who.memory_mb.to_string());
-    set("AWS_LAMBDA_RUNTIME_API", RUNTIME_API.to_owned());
     set(
         "AWS_LAMBDA_INITIALIZATION_TYPE",
         who.init_type.as_str().to_owned(),
@@ -114,17 +116,7 @@ pub fn environment(
         format!("/aws/lambda/{}", who.function),
     );
     set("AWS_LAMBDA_LOG_STREAM_NAME", log_stream_name(who));
-    set("AWS_REGION", who.region.to_owned());
-    set("AWS_DEFAULT_REGION", who.region.to_owned());
-    if let Some(execution_env) = execution_env(who.runtime) {
-        set("AWS_EXECUTION_ENV", execution_env);
-    }
     set("_HANDLER", who.handler.to_owned());
-    set("LAMBDA_TASK_ROOT", TASK_ROOT.to_owned());
-    set("LAMBDA_RUNTIME_DIR", RUNTIME_DIR.to_owned());
-    set("TZ", ":UTC".to_owned());
-    set("LANG", "C.UTF-8".to_owned());
-    set("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".to_owned());
     if let Some(path) = library_path(who.library_dirs) {
         set("LD_LIBRARY_PATH", path);
     }
@@ -196,6 +188,26 @@ pub fn library_path(dirs: &[&str]) -> Option<String> {
             .collect::<Vec<_>>()
             .join(":"),
     )
+}
+
+/// Lambda's variables that are the same for every function of a runtime
+/// on this daemon: a sandbox starts with them before it knows its function
+/// (`sandbox::confine`), so a cold start does not spend time setting them.
+pub fn tenant_neutral(runtime: RuntimeKind, region: &str) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        ("AWS_LAMBDA_RUNTIME_API", RUNTIME_API.to_owned()),
+        ("AWS_REGION", region.to_owned()),
+        ("AWS_DEFAULT_REGION", region.to_owned()),
+        ("LAMBDA_TASK_ROOT", TASK_ROOT.to_owned()),
+        ("LAMBDA_RUNTIME_DIR", RUNTIME_DIR.to_owned()),
+        ("TZ", ":UTC".to_owned()),
+        ("LANG", "C.UTF-8".to_owned()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin:/opt/bin".to_owned()),
+    ];
+    if let Some(execution_env) = execution_env(runtime) {
+        vars.push(("AWS_EXECUTION_ENV", execution_env));
+    }
+    vars
 }
 
 /// `YYYY/MM/DD/[VERSION]<32 hex>`, unique per sandbox as on Lambda.

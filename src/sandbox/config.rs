@@ -51,6 +51,8 @@ pub struct InitConfig {
     /// The runtime's seccomp filter, compiled once per daemon start: raw
     /// `sock_filter` instructions, 8 bytes each.
     pub seccomp: Vec<u8>,
+    /// The AWS region the runtime's environment names.
+    pub region: String,
     /// `SPROUT_SANDBOX_STDERR=inherit`: the runtime's stderr stays the
     /// daemon's instead of going to the log (debugging).
     pub keep_stderr: bool,
@@ -71,6 +73,7 @@ mod tests {
             newroot_dir: "newroot".into(),
             runtime_dir: "runtimes/python".into(),
             package_dir: "mounts/7".into(),
+            region: "us-east-1".into(),
             seccomp: vec![1, 2, 3, 4, 5, 6, 7, 8],
             keep_stderr: false,
         };

@@ -27,7 +27,7 @@ pub fn confine(config: &InitConfig) -> Result<Vec<String>, ConfineError> {
     rootfs::build(config)?; // private /, ro binds, /tmp, /dev, /proc, pivot_root, ro /
     rlimits::apply(&config.limits)?;
     close_inherited_fds()?; // keep only 0-7: stdio, ring, bells, control, log
-    let env = fresh_environment(config.runtime);
+    let env = fresh_environment(config.runtime, &config.region);
     caps::drop_all()?; // bounding, securebits (locked), ambient, inheritable, effective, permitted
     no_new_privs()?;
     parent_death_signal()?; // after the credential changes, which clear it
@@ -35,14 +35,17 @@ pub fn confine(config: &InitConfig) -> Result<Vec<String>, ConfineError> {
     Ok(env)
 }
 
-/// The environment a runtime starts with: nothing from the host.
-pub fn fresh_environment(runtime: RuntimeKind) -> Vec<String> {
-    vec![
-        format!("SPROUT_RUNTIME={runtime}"),
-        "PATH=/usr/local/bin:/usr/bin:/bin".to_owned(),
-        "LANG=C.UTF-8".to_owned(),
-        "HOME=/tmp".to_owned(),
-    ]
+/// The environment a runtime starts with: nothing from the host; its
+/// runtime, and Lambda's variables that no function changes
+/// (`lambda::env::tenant_neutral`), set before any function is known.
+pub fn fresh_environment(runtime: RuntimeKind, region: &str) -> Vec<String> {
+    let mut env = vec![format!("SPROUT_RUNTIME={runtime}"), "HOME=/tmp".to_owned()];
+    env.extend(
+        crate::lambda::env::tenant_neutral(runtime, region)
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}")),
+    );
+    env
 }
 
 fn close_inherited_fds() -> Result<(), ConfineError> {
@@ -269,8 +272,12 @@ mod tests {
 
     #[test]
     fn environment_is_fresh() {
-        let env = fresh_environment(RuntimeKind::Python);
+        let env = fresh_environment(RuntimeKind::Python, "eu-west-1");
         assert_eq!(env[0], "SPROUT_RUNTIME=python");
-        assert_eq!(env.len(), 4);
+        assert!(env.contains(&"AWS_REGION=eu-west-1".to_owned()));
+        assert!(env.contains(&"LAMBDA_TASK_ROOT=/var/task".to_owned()));
+        assert!(!env
+            .iter()
+            .any(|e| e.starts_with("AWS_LAMBDA_FUNCTION_NAME=")));
     }
 }

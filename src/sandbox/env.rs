@@ -36,6 +36,8 @@ pub struct SandboxEnv {
     pub(super) logs: PathBuf,
     /// STATE/rootfs/mounts: where the daemon mounts each sandbox's package.
     pub(super) package_mounts: PackageMounts,
+    /// The AWS region sandboxes report (`serve --region`).
+    pub(super) region: String,
 }
 
 impl SandboxEnv {
@@ -85,6 +87,7 @@ impl SandboxEnv {
             keep_stderr,
             logs,
             package_mounts,
+            region: crate::lambda::env::DEFAULT_REGION.to_owned(),
         })
     }
 
@@ -94,6 +97,11 @@ impl SandboxEnv {
     pub fn set_init_program(&mut self, program: &Path) -> Result<(), SandboxError> {
         self.init_exe = open_path(program)?;
         Ok(())
+    }
+
+    /// The AWS region sandboxes report (default us-east-1).
+    pub fn set_region(&mut self, region: &str) {
+        region.clone_into(&mut self.region);
     }
 
     /// Kill and remove what an earlier run of this instance left (cgroups

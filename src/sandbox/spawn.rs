@@ -125,6 +125,7 @@ impl SandboxEnv {
             newroot_dir: etc::NEWROOT.to_owned(),
             runtime_dir: etc::runtime_rel(runtime),
             package_dir: package::sandbox_dir_rel(id),
+            region: self.region.clone(),
             seccomp: self.seccomp.get(&runtime).cloned().unwrap_or_default(),
             keep_stderr: self.keep_stderr,
         };
