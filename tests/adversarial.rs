@@ -59,16 +59,6 @@ fn start() -> Daemon {
     Daemon::start("uring")
 }
 
-fn ok(response: &InvokeResponse, daemon: &Daemon) -> Value {
-    assert!(
-        response.error.is_none(),
-        "{:?}\n{}",
-        response.error,
-        daemon.log()
-    );
-    json(&response.result)
-}
-
 fn failed(response: &InvokeResponse) -> (ErrorKind, String) {
     let error = response.error.as_ref().unwrap_or_else(|| {
         panic!(

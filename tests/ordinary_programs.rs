@@ -24,14 +24,10 @@ fn deploy(client: &Client, name: &str, handler: &str) {
 }
 
 fn invoke_ok(daemon: &Daemon, name: &str) -> Value {
-    let response = daemon.client().invoke(name, b"{}").expect("invoke");
-    assert!(
-        response.error.is_none(),
-        "{:?}\n{}",
-        response.error,
-        daemon.log()
-    );
-    json(&response.result)
+    ok(
+        &daemon.client().invoke(name, b"{}").expect("invoke"),
+        daemon,
+    )
 }
 
 /// Compares every check with its expected outcome and reports all the

@@ -60,11 +60,6 @@ fn open_gate(daemon: &Daemon, name: &str, version: u64, gate: &str) {
 }
 
 /// The handler's JSON result; fails on an error.
-fn result(daemon: &Daemon, resp: &InvokeResponse) -> Value {
-    assert!(resp.error.is_none(), "{:?}\n{}", resp.error, daemon.log());
-    json(&resp.result)
-}
-
 fn keyed(client: &Client, name: &str, key: &str, event: &str) -> InvokeResponse {
     let options = InvokeOptions {
         affinity: Some(key.to_owned()),
@@ -107,7 +102,7 @@ fn burst_runs_on_exactly_concurrency_sandboxes(backend: &str) {
         .collect();
     let instances: BTreeSet<String> = responses
         .iter()
-        .map(|r| result(&daemon, r)["instance"].as_str().unwrap().to_owned())
+        .map(|r| ok(r, &daemon)["instance"].as_str().unwrap().to_owned())
         .collect();
     let sandboxes: BTreeSet<u64> = responses.iter().map(|r| r.sandbox).collect();
     assert_eq!(sandboxes.len(), 8, "exactly the concurrency: {sandboxes:?}");
@@ -160,7 +155,7 @@ fn full_queue_throttles(backend: &str) {
     open_gate(&daemon, "narrow", info.version, "open");
     for c in calls {
         let r = c.join().unwrap().expect("invoke");
-        result(&daemon, &r);
+        ok(&r, &daemon);
     }
     let s = fstats(&client, "narrow");
     assert_eq!((s.invocations, s.throttles, s.errors), (3, 1, 0));
@@ -192,7 +187,7 @@ fn pool_adapts_and_a_trickle_finds_the_pool(backend: &str) {
         let name = format!("new{i}");
         deploy_python(&client, &name, "app.echo");
         let r = client.invoke(&name, b"{}").unwrap();
-        result(&daemon, &r);
+        ok(&r, &daemon);
         assert!(r.cold, "a new function's first invocation is a cold start");
         let s = fstats(&client, &name);
         assert_eq!((s.cold_from_pool, s.cold_new), (1, 0), "{name}: {s:?}");
@@ -220,13 +215,13 @@ fn redeploy_retires_the_old_version_after_its_work(backend: &str) {
     let v2 = deploy_python(&client, "ver", "app.whoami");
     assert_eq!(v2.version, v1.version + 1);
     let new = client.invoke("ver", b"{}").unwrap();
-    let new_instance = result(&daemon, &new)["instance"].clone();
+    let new_instance = ok(&new, &daemon)["instance"].clone();
     let s = fstats(&client, "ver");
     assert_eq!((s.version, s.sandboxes_live), (v2.version, 2), "{s:?}");
 
     open_gate(&daemon, "ver", v1.version, "v1");
     let old = inflight.join().unwrap().expect("invoke");
-    let old_instance = result(&daemon, &old)["instance"].clone();
+    let old_instance = ok(&old, &daemon)["instance"].clone();
     assert_ne!(old.sandbox, new.sandbox, "a sandbox serves one version");
     assert_ne!(old_instance, new_instance);
     let old_cgroup = format!("sandbox-{}", old.sandbox);
@@ -269,7 +264,7 @@ fn idle_sandboxes_are_reaped_busy_ones_never(backend: &str) {
     assert_eq!(fstats(&client, "brief").reaped, 0);
     open_gate(&daemon, "brief", info.version, "g");
     let r = call.join().unwrap().expect("invoke");
-    result(&daemon, &r);
+    ok(&r, &daemon);
     let cgroup = format!("sandbox-{}", r.sandbox);
     assert!(
         cgroups_while_busy.iter().any(|d| d.ends_with(&cgroup)),
@@ -330,7 +325,7 @@ fn pretrigger_prepares_warm_sandboxes(backend: &str) {
         .map(|c| c.join().unwrap().expect("invoke"))
         .collect();
     for r in &responses {
-        result(&daemon, r);
+        ok(r, &daemon);
         assert!(!r.cold, "a prepared sandbox is warm");
     }
     let sandboxes: BTreeSet<u64> = responses.iter().map(|r| r.sandbox).collect();
@@ -362,7 +357,7 @@ fn affinity_keeps_state_per_key(backend: &str) {
     let mut seen = Vec::new();
     for key in ["a", "b", "a", "b", "a"] {
         let r = keyed(&client, "aff", key, "{}");
-        let v = result(&daemon, &r);
+        let v = ok(&r, &daemon);
         assert_eq!(v["key"], key, "the handler sees its key");
         instances
             .entry(key.into())
@@ -408,14 +403,14 @@ fn affinity_keeps_state_per_key(backend: &str) {
         fstats(&client, "aff").queue_depth == 1
     });
     let keyless = client.invoke("aff", b"{}").unwrap();
-    assert_ne!(result(&daemon, &keyless)["instance"], instance_a);
+    assert_ne!(ok(&keyless, &daemon)["instance"], instance_a);
     let s = fstats(&client, "aff");
     assert_eq!(s.queue_depth, 1, "still waiting for its own sandbox");
     assert!(s.sandboxes_idle >= 1);
     open_gate(&daemon, "aff", info.version, "ga");
     for (call, count) in [(first, 4), (second, 5)] {
         let r = call.join().unwrap();
-        let v = result(&daemon, &r);
+        let v = ok(&r, &daemon);
         assert_eq!(
             (v["instance"].clone(), v["count"].as_i64()),
             (instance_a.clone(), Some(count))
@@ -427,12 +422,12 @@ fn affinity_keeps_state_per_key(backend: &str) {
     let crash = keyed(&client, "aff", "a", r#"{"exit": true}"#);
     assert_eq!(crash.error.map(|e| e.kind), Some(ErrorKind::RuntimeCrash));
     let r = keyed(&client, "aff", "a", "{}");
-    let v = result(&daemon, &r);
+    let v = ok(&r, &daemon);
     assert_eq!(v["count"], 1, "fresh module state");
     assert!(!r.affinity_hit);
     assert_ne!(v["instance"], instance_a);
     let again = keyed(&client, "aff", "a", "{}");
-    assert_eq!(result(&daemon, &again)["instance"], v["instance"]);
+    assert_eq!(ok(&again, &daemon)["instance"], v["instance"]);
     assert!(again.affinity_hit);
     let s = fstats(&client, "aff");
     assert!(s.affinity_keys >= 1, "{s:?}");
@@ -460,7 +455,7 @@ fn strict_affinity_dedicates_sandboxes(backend: &str) {
     let mut counts = Vec::new();
     for key in ["a", "b", "a", "b", "c", "a", "c"] {
         let r = keyed(&client, "iso", key, "{}");
-        let v = result(&daemon, &r);
+        let v = ok(&r, &daemon);
         keys_of
             .entry(v["instance"].as_str().unwrap().to_owned())
             .or_default()
@@ -560,7 +555,7 @@ fn pretriggered_sandboxes_are_provisioned_concurrency(backend: &str) {
     let warm = client.invoke("provisioned", keys).unwrap();
     assert!(!warm.cold, "served by the prepared sandbox");
     assert_eq!(
-        result(&daemon, &warm),
+        ok(&warm, &daemon),
         serde_json::json!({
             "AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency",
             "AWS_LAMBDA_FUNCTION_NAME": "provisioned",
@@ -569,7 +564,7 @@ fn pretriggered_sandboxes_are_provisioned_concurrency(backend: &str) {
     let cold = client.invoke("ondemand", keys).unwrap();
     assert!(cold.cold);
     assert_eq!(
-        result(&daemon, &cold),
+        ok(&cold, &daemon),
         serde_json::json!({
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_LAMBDA_FUNCTION_NAME": "ondemand",

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use sprout::client::Client;
-use sprout::protocol::{DeploySpec, FunctionInfo};
+use sprout::protocol::{DeploySpec, FunctionInfo, InvokeResponse};
 
 pub const BACKENDS: [&str; 2] = ["uring", "epoll"];
 
@@ -276,6 +276,18 @@ pub fn native_spec(name: &str) -> DeploySpec {
 pub fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// The decoded result of an invocation that must have succeeded (else
+/// the test fails with the error and `daemon`'s log).
+pub fn ok(response: &InvokeResponse, daemon: &Daemon) -> serde_json::Value {
+    assert!(
+        response.error.is_none(),
+        "{:?}\n{}",
+        response.error,
+        daemon.log()
+    );
+    json(&response.result)
 }
 
 /// Generate one test per event-loop backend from `fn name(backend: &str)`.

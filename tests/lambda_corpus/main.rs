@@ -53,7 +53,7 @@ fn calculator_logs_and_fails_as_lambda(backend: &str) {
         .invoke("calc", br#"{"action": "square", "number": 7}"#)
         .unwrap();
     let (sandbox, id) = (response.sandbox, response.invocation_id.to_string());
-    assert_eq!(ok(&daemon, response), json!({"result": 49}));
+    assert_eq!(ok(&response, &daemon), json!({"result": 49}));
 
     let response = client
         .invoke("calc", br#"{"action": "cube", "number": 3}"#)
@@ -115,7 +115,7 @@ fn files_beside_the_handler(backend: &str) {
     );
     let response = client.invoke("files", br#"{"name": "Linus"}"#).unwrap();
     assert_eq!(
-        ok(&daemon, response),
+        ok(&response, &daemon),
         json!({
             "messages": ["Hello, Ada!", "Hello, Grace!", "Hello, Linus!"],
             "cwd": "/var/task",
@@ -145,7 +145,7 @@ fn shipped_executables_run(backend: &str) {
     for name in ["exec", "exec-zip"] {
         let response = client.invoke(name, payload).unwrap();
         assert_eq!(
-            ok(&daemon, response),
+            ok(&response, &daemon),
             json!({"words": 9, "greeting": "Hello, Ada! (from /var/task)"}),
             "{name}"
         );
@@ -183,7 +183,7 @@ fn binary_copied_to_tmp_and_chmodded(backend: &str) {
     for _ in 0..2 {
         let response = client.invoke("tmpbin", &payload).unwrap();
         assert_eq!(
-            ok(&daemon, response),
+            ok(&response, &daemon),
             json!({"sha256": expected, "mode": "0o755", "packaged_is_executable": false})
         );
     }
@@ -200,7 +200,7 @@ fn threads_read_the_package(backend: &str) {
     );
     let response = client.invoke("threads", br#"{"reads": 200}"#).unwrap();
     assert_eq!(
-        ok(&daemon, response),
+        ok(&response, &daemon),
         json!({"reads": 200, "total_quantity": 200 * 155})
     );
 }
@@ -218,7 +218,7 @@ fn processes_report_over_pipes(backend: &str) {
     for _ in 0..2 {
         let response = client.invoke("procs", payload).unwrap();
         assert_eq!(
-            ok(&daemon, response),
+            ok(&response, &daemon),
             json!({
                 "lengths": {"alpha": 5, "be": 2, "gamma": 5, "delta": 5, "epsilon": 7, "z": 1},
                 "exit_codes": [0, 0, 0],
@@ -243,7 +243,7 @@ fn sqlite_in_the_package(backend: &str) {
     );
     let response = client.invoke("lookup", br#"{"category": "tea"}"#).unwrap();
     assert_eq!(
-        ok(&daemon, response),
+        ok(&response, &daemon),
         json!([
             ["TEA-001", "Sencha", 1250],
             ["TEA-002", "Assam", 990],
@@ -261,7 +261,7 @@ fn sqlite_in_the_package(backend: &str) {
             .invoke("sale", br#"{"sku": "TEA-001", "quantity": 3}"#)
             .unwrap();
         assert_eq!(
-            ok(&daemon, response),
+            ok(&response, &daemon),
             json!({"sku": "TEA-001", "stock": stock})
         );
     }
@@ -288,7 +288,7 @@ fn vendored_package_wins(backend: &str) {
                                {"customer": "eve", "total": 101}]}"#;
     let response = client.invoke("vendored", event).unwrap();
     assert_eq!(
-        ok(&daemon, response),
+        ok(&response, &daemon),
         json!({
             "customers": ["ada", "eve"],
             "jmespath": ["1.0.1", "/var/task/jmespath/__init__.py"],
@@ -311,12 +311,12 @@ fn json_lines_through_the_root_handlers(backend: &str) {
         .invoke("jsonlog", br#"{"order_id": "A-1", "items": ["tea"]}"#)
         .unwrap();
     let (sandbox, first) = (response.sandbox, response.invocation_id.to_string());
-    assert_eq!(ok(&daemon, response), json!({"status": "accepted"}));
+    assert_eq!(ok(&response, &daemon), json!({"status": "accepted"}));
     let response = client
         .invoke("jsonlog", br#"{"order_id": "A-2", "items": []}"#)
         .unwrap();
     let second = response.invocation_id.to_string();
-    assert_eq!(ok(&daemon, response), json!({"status": "rejected"}));
+    assert_eq!(ok(&response, &daemon), json!({"status": "rejected"}));
 
     let lines = log_lines(&daemon, sandbox, 5);
     let mut records: Vec<Value> = lines
@@ -463,7 +463,7 @@ fn layers_bring_libraries_and_programs(backend: &str) {
         br#"{"orders": [{"customer": "ada", "total": 250}, {"customer": "eve", "total": 101}]}"#;
     let response = client.invoke("layered", event).unwrap();
     assert_eq!(
-        ok(&daemon, response),
+        ok(&response, &daemon),
         json!({
             "big": ["ada", "eve"],
             "shouted": "ADA EVE",
@@ -502,7 +502,7 @@ fn context_object_from_the_invoker(backend: &str) {
     let response = client.invoke_with("ctx", b"{}", &options).unwrap();
     let (sandbox, id) = (response.sandbox, response.invocation_id);
     assert_eq!(
-        ok(&daemon, response),
+        ok(&response, &daemon),
         json!({
             "app": ["Notes", "2.1"],
             "custom": {"plan": "pro"},
@@ -530,7 +530,7 @@ fn context_object_from_the_invoker(backend: &str) {
     // Without them: no client context, an identity with nothing in it.
     let response = client.invoke("ctx", b"{}").unwrap();
     assert_eq!(
-        ok(&daemon, response),
+        ok(&response, &daemon),
         json!({"app": null, "custom": null, "env": null, "identity": [null, null]})
     );
 }

@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use sprout::client::Client;
 use sprout::protocol::{DeploySpec, ErrorBody, ErrorKind, InvokeResponse};
 use zip::write::SimpleFileOptions;
 use zip::ZipWriter;
 
-use crate::common::{instance_of, json, Daemon};
+use crate::common::{instance_of, Daemon};
 
 pub fn corpus(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -79,16 +78,6 @@ pub fn pip_install(target: &Path, requirements: &[&str]) {
         .status()
         .unwrap();
     assert!(installed.success(), "pip install --target failed");
-}
-
-pub fn ok(daemon: &Daemon, response: InvokeResponse) -> Value {
-    assert!(
-        response.error.is_none(),
-        "{:?}\n{}",
-        response.error,
-        daemon.log()
-    );
-    json(&response.result)
 }
 
 pub fn function_error(response: InvokeResponse) -> ErrorBody {
