@@ -118,14 +118,7 @@ fn python_function_from_a_zip() {
     assert_eq!(mode(&code.join("pkg/sub")), 0o755);
     assert!(!daemon.state.join("functions/zipped/1/opt").exists());
 
-    let response = client.invoke("zipped", b"{}").unwrap();
-    assert!(
-        response.error.is_none(),
-        "{:?}\n{}",
-        response.error,
-        daemon.log()
-    );
-    let out = json(&response.result);
+    let out = ok(&client.invoke("zipped", b"{}").unwrap(), &daemon);
     assert_eq!(out["data"], "beside the handler");
     assert_eq!(out["nested"], "nested");
     assert_eq!(out["tool"], "tool ran");
@@ -187,14 +180,7 @@ fn python_function_with_two_layers() {
     assert_eq!(read("only-first.txt"), "kept");
     assert_eq!(read("bin"), "a file now", "a file replaces a directory");
 
-    let response = client.invoke("layered", b"{}").unwrap();
-    assert!(
-        response.error.is_none(),
-        "{:?}\n{}",
-        response.error,
-        daemon.log()
-    );
-    let out = json(&response.result);
+    let out = ok(&client.invoke("layered", b"{}").unwrap(), &daemon);
     assert_eq!(out["data"], "dir");
     assert_eq!(out["layered"], "second");
     assert_eq!(out["only_first"], "kept");
